@@ -1,0 +1,307 @@
+"""MIFQ: Multi-agent Inverse Factorized soft-Q learning (Bui, Mai, Nguyen 2024), on RLlib's new API stack.
+
+Also registers the paper's ablations as their own algorithm names:
+IIQ (independent IQ-Learn, no mixer) and IQVDN (IQ-Learn with a VDN sum mixer).
+
+Each training iteration:
+1. env runners roll out Boltzmann policies softmax(Q_i/alpha) under the action masks (one shared Q network),
+2. the sampled team episodes go into an ``EpisodeReplayBuffer``,
+3. ``num_updates_per_iteration`` times: a replay batch is sampled and the learner joins it with an expert batch
+   drawn from its on-device ``ExpertBuffer``, then minimises eq. 9 (``mifq_loss.py``),
+4. the Q network (only) is synced back to the env runners.
+"""
+
+import logging
+from typing import Any, Dict, Optional, Type, Union
+
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.core.learner import Learner
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
+from ray.rllib.utils.annotations import override
+from ray.rllib.utils.metrics import (
+    ALL_MODULES,
+    ENV_RUNNER_RESULTS,
+    ENV_RUNNER_SAMPLING_TIMER,
+    LEARNER_RESULTS,
+    LEARNER_UPDATE_TIMER,
+    NUM_AGENT_STEPS_SAMPLED_LIFETIME,
+    NUM_ENV_STEPS_SAMPLED_LIFETIME,
+    REPLAY_BUFFER_ADD_DATA_TIMER,
+    REPLAY_BUFFER_RESULTS,
+    REPLAY_BUFFER_SAMPLE_TIMER,
+    SYNCH_WORKER_WEIGHTS_TIMER,
+    TIMERS,
+)
+from typing_extensions import Self
+
+from rllib_mil.modules.mixers import MIXERS
+
+logger = logging.getLogger(__name__)
+
+
+class MIFQConfig(AlgorithmConfig):
+    """Configuration of MIFQ (and of IIQ / IQVDN, which differ only in ``mixer``).
+
+    Example:
+        >>> from rllib_mil.algorithms.mifq import MIFQConfig
+        >>> config = (
+        ...     MIFQConfig()
+        ...     .environment("mpe/simple_spread")
+        ...     .training(expert_data={"expert": "scripted", "episodes": 128}, alpha=0.01)
+        ...     .env_runners(num_env_runners=2)
+        ... )
+        >>> algo = config.build_algo()   # doctest: +SKIP
+        >>> algo.train()                 # doctest: +SKIP
+    """
+
+    def __init__(self, algo_class=None):
+        super().__init__(algo_class=algo_class or MIFQ)
+
+        # fmt: off
+        # __sphinx_doc_begin__
+        # Demonstrations: a Parquet path (see rllib_mil/data), or a dict asking for them to be generated once and
+        # cached: {"expert": "scripted" | "random" | CHECKPOINT, "episodes": 128, "seed": 0}.
+        self.expert_data: Union[str, Dict[str, Any], None] = None
+        # Expert rows per update (drawn uniformly from the on-device expert buffer).
+        self.expert_batch_size = 128
+        # Replay rows per update are `train_batch_size_per_learner` (below).
+        # Soft-value temperature alpha: V_i = alpha * logsumexp(Q_i / alpha) (section 4.1).
+        self.alpha = 0.01
+        # Rollout temperature (float or schedule [[t, value], ...]); None = alpha. Evaluation is greedy.
+        self.rollout_alpha = None
+        # "mifq": state-conditioned two-layer monotone mixers (eq. 7/8), "vdn": sum, "none": independent (IIQ).
+        self.mixer = "mifq"
+        self.mixer_embed_dim = 32
+        self.hypernet_hidden = 64
+        # Shared per-agent Q network: MLP hidden sizes, one-hot agent id appended to each agent's obs.
+        self.hidden = [128, 128]
+        self.add_agent_id = True
+        # V(S') in the inverse Bellman operator from a target Q network (polyak `tau` every
+        # `target_network_update_freq` sampled env steps), or from the online network.
+        self.use_target_network = True
+        self.target_network_update_freq = 0
+        self.tau = 0.005
+        # Learner updates per training iteration, and env steps collected before the first one.
+        self.num_updates_per_iteration = 32
+        self.num_steps_sampled_before_learning_starts = 1000
+        self.replay_buffer_config = {"type": "EpisodeReplayBuffer", "capacity": 100_000}
+        # __sphinx_doc_end__
+        # fmt: on
+
+        # Overrides of AlgorithmConfig defaults.
+        self.gamma = 0.99
+        self.lr = 1e-4
+        self.grad_clip = 10.0
+        self.grad_clip_by = "global_norm"
+        self.train_batch_size_per_learner = 128
+        # Sample several steps per env runner round trip (the default "auto" means 1 for off-policy).
+        self.rollout_fragment_length = 50
+        self.evaluation(evaluation_config=AlgorithmConfig.overrides(explore=False))
+        self.min_sample_timesteps_per_iteration = 0
+        self.min_time_s_per_iteration = None
+
+    @override(AlgorithmConfig)
+    def training(
+        self,
+        *,
+        expert_data: Optional[Union[str, Dict[str, Any]]] = NotProvided,
+        expert_batch_size: Optional[int] = NotProvided,
+        alpha: Optional[float] = NotProvided,
+        rollout_alpha=NotProvided,
+        mixer: Optional[str] = NotProvided,
+        mixer_embed_dim: Optional[int] = NotProvided,
+        hypernet_hidden: Optional[int] = NotProvided,
+        hidden=NotProvided,
+        add_agent_id: Optional[bool] = NotProvided,
+        use_target_network: Optional[bool] = NotProvided,
+        target_network_update_freq: Optional[int] = NotProvided,
+        tau: Optional[float] = NotProvided,
+        num_updates_per_iteration: Optional[int] = NotProvided,
+        num_steps_sampled_before_learning_starts: Optional[int] = NotProvided,
+        replay_buffer_config: Optional[dict] = NotProvided,
+        **kwargs,
+    ) -> Self:
+        """Sets MIFQ's training settings; see ``__init__`` for each one's meaning and default."""
+        super().training(**kwargs)
+        for name, value in dict(
+            expert_data=expert_data,
+            expert_batch_size=expert_batch_size,
+            alpha=alpha,
+            rollout_alpha=rollout_alpha,
+            mixer=mixer,
+            mixer_embed_dim=mixer_embed_dim,
+            hypernet_hidden=hypernet_hidden,
+            hidden=hidden,
+            add_agent_id=add_agent_id,
+            use_target_network=use_target_network,
+            target_network_update_freq=target_network_update_freq,
+            tau=tau,
+            num_updates_per_iteration=num_updates_per_iteration,
+            num_steps_sampled_before_learning_starts=num_steps_sampled_before_learning_starts,
+        ).items():
+            if value is not NotProvided:
+                setattr(self, name, value)
+        if replay_buffer_config is not NotProvided:
+            # Update (not replace) so a YAML can change only the capacity.
+            self.replay_buffer_config = {**self.replay_buffer_config, **replay_buffer_config}
+        return self
+
+    @override(AlgorithmConfig)
+    def validate(self) -> None:
+        super().validate()
+        if self.expert_data is None and not self.in_evaluation:
+            self._value_error(
+                "MIFQ imitates demonstrations but `expert_data` is not set. Set "
+                "`config.training(expert_data='demos.parquet')` (see `rllib demos collect`) or "
+                "`expert_data={'expert': 'scripted', 'episodes': 128}` to generate them once and cache them."
+            )
+        if self.mixer not in MIXERS:
+            self._value_error(f"Unknown `mixer`={self.mixer!r}; choose one of {sorted(MIXERS)}.")
+        if not self.alpha > 0:
+            self._value_error(f"`alpha` (soft-value temperature) must be > 0, got {self.alpha}.")
+        if not isinstance(self.replay_buffer_config.get("type"), str) or (
+            "EpisodeReplayBuffer" not in self.replay_buffer_config["type"]
+        ):
+            self._value_error(
+                "MIFQ stores team episodes: `replay_buffer_config['type']` must name an EpisodeReplayBuffer "
+                f"(a string such as 'EpisodeReplayBuffer'), got {self.replay_buffer_config.get('type')!r}."
+            )
+        if "Prioritized" in self.replay_buffer_config["type"]:
+            self._value_error(
+                "MIFQ samples replay uniformly; use replay_buffer_config={'type': 'EpisodeReplayBuffer'} "
+                "(the prioritized buffer stores weights differently and has no TD error to prioritise by)."
+            )
+        for name in ("expert_batch_size", "num_updates_per_iteration"):
+            if int(getattr(self, name)) < 1:
+                self._value_error(f"`{name}` must be >= 1, got {getattr(self, name)}.")
+        if self.rollout_fragment_length == "auto":
+            self._value_error(
+                "Set `rollout_fragment_length` to a number of steps (e.g. 50): 'auto' means 1 step per env "
+                "runner round trip for off-policy algorithms, which makes sampling crawl."
+            )
+
+    @override(AlgorithmConfig)
+    def get_default_rl_module_spec(self) -> RLModuleSpec:
+        from rllib_mil.algorithms.mifq.mifq_rl_module import MIFQTorchRLModule
+
+        return RLModuleSpec(module_class=MIFQTorchRLModule, model_config=self.model_config)
+
+    @property
+    @override(AlgorithmConfig)
+    def _model_config_auto_includes(self) -> Dict[str, Any]:
+        return super()._model_config_auto_includes | {
+            "hidden": list(self.hidden),
+            "add_agent_id": self.add_agent_id,
+            "mixer": self.mixer,
+            "mixer_embed_dim": self.mixer_embed_dim,
+            "hypernet_hidden": self.hypernet_hidden,
+            "rollout_alpha": self.alpha if self.rollout_alpha is None else self.rollout_alpha,
+        }
+
+    @override(AlgorithmConfig)
+    def get_default_learner_class(self) -> Union[Type[Learner], str]:
+        from rllib_mil.algorithms.mifq.mifq_learner import MIFQTorchLearner
+
+        return MIFQTorchLearner
+
+
+class IIQConfig(MIFQConfig):
+    """Independent IQ-Learn (paper section 4.1.2): MIFQ without mixers, J = sum_i J_i."""
+
+    def __init__(self, algo_class=None):
+        super().__init__(algo_class=algo_class or IIQ)
+        self.mixer = "none"
+
+
+class IQVDNConfig(MIFQConfig):
+    """IQ-Learn with a VDN sum mixer for both V and R (paper section 5.3)."""
+
+    def __init__(self, algo_class=None):
+        super().__init__(algo_class=algo_class or IQVDN)
+        self.mixer = "vdn"
+
+
+class MIFQ(Algorithm):
+    """MIFQ algorithm: sampling, replay and learner updates; the loss lives in ``mifq_learner.py``."""
+
+    @classmethod
+    @override(Algorithm)
+    def get_default_config(cls) -> MIFQConfig:
+        return MIFQConfig()
+
+    @override(Algorithm)
+    def setup(self, config: AlgorithmConfig) -> None:
+        # Resolve (generate once, cache) and validate the demonstrations on the driver first, so a mismatch
+        # fails here with a clear message instead of inside a remote learner.
+        from rllib_mil.algorithms.mifq.mifq_learner import resolve_expert_data
+
+        resolve_expert_data(config)
+        super().setup(config)
+
+    @override(Algorithm)
+    def training_step(self) -> None:
+        # 1) Sample team episodes in parallel from the env runners.
+        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
+            episodes, env_runner_results = synchronous_parallel_sample(
+                worker_set=self.env_runner_group,
+                concat=True,
+                sample_timeout_s=self.config.sample_timeout_s,
+                _uses_new_env_runners=True,
+                _return_metrics=True,
+            )
+        self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
+
+        # 2) Store them.
+        with self.metrics.log_time((TIMERS, REPLAY_BUFFER_ADD_DATA_TIMER)):
+            self.local_replay_buffer.add(episodes)
+
+        sampled = self.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0)
+        if sampled < self.config.num_steps_sampled_before_learning_starts:
+            return
+
+        # 3) Learner updates on replay rows; the learner adds the expert rows itself.
+        for _ in range(self.config.num_updates_per_iteration):
+            with self.metrics.log_time((TIMERS, REPLAY_BUFFER_SAMPLE_TIMER)):
+                replay_episodes = self.local_replay_buffer.sample(
+                    num_items=self.config.total_train_batch_size,
+                    n_step=1,
+                    gamma=self.config.gamma,
+                    sample_episodes=True,
+                )
+            with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+                learner_results = self.learner_group.update(
+                    episodes=replay_episodes,
+                    # The target-network schedule counts sampled env steps (see DQNLearner).
+                    timesteps={
+                        NUM_ENV_STEPS_SAMPLED_LIFETIME: sampled,
+                        NUM_AGENT_STEPS_SAMPLED_LIFETIME: self.metrics.peek(
+                            (ENV_RUNNER_RESULTS, NUM_AGENT_STEPS_SAMPLED_LIFETIME), default={}
+                        ),
+                    },
+                )
+            self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
+        self.metrics.aggregate([self.local_replay_buffer.get_metrics()], key=REPLAY_BUFFER_RESULTS)
+
+        # 4) Only the Q network goes back to the env runners (inference_only drops mixers and target net).
+        with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
+            self.env_runner_group.sync_weights(
+                from_worker_or_learner_group=self.learner_group,
+                policies=set(learner_results[0].keys()) - {ALL_MODULES},
+                inference_only=True,
+            )
+
+
+class IIQ(MIFQ):
+    @classmethod
+    @override(Algorithm)
+    def get_default_config(cls) -> IIQConfig:
+        return IIQConfig()
+
+
+class IQVDN(MIFQ):
+    @classmethod
+    @override(Algorithm)
+    def get_default_config(cls) -> IQVDNConfig:
+        return IQVDNConfig()

@@ -1,0 +1,112 @@
+"""MIFQ loss (Multi-agent Inverse Factorized soft-Q learning, seed paper §4.2–4.3) as a pure function of tensors.
+
+    local reward      r_i   = Q_i(o_i, a_i) − γ(1−done)·V_i(o_i')                 (inverse soft Bellman, eq. 4/5)
+    team reward       R^tot = M_R(−R; S)                                             (eq. 6)
+    team value        V^tot = M_V(V(S); S)                                           (eq. 6)
+    loss              J     = E_expert[φ(R^tot)] + E_{expert ∪ replay}[V^tot(S) − γ(1−done)·V^tot(S')]  (eq. 9)
+
+The second term is IQ-Learn's telescoping estimate of (1−γ)·E[V^tot(S0)]. ``done`` is *termination* only:
+truncated transitions bootstrap through V(S').
+
+Without mixers (``r_mixer=v_mixer=None``) this is independent IQ-Learn (IIQ): J = Σ_i J_i (eq. 3/5), with φ
+applied to each agent's −r_i before summing.
+
+Convexity in Q (Theorem 4.2) holds with φ = identity when the mixers are monotone and convex. Two practical
+caveats, both checked in tests/test_mifq_loss.py: the χ² φ(x) = x + x²/2 is non-decreasing only for x ≥ −1, so
+φ(R^tot) stays convex only where R^tot ≥ −1; and the telescoping value term is convex when V(S') is a fixed
+target, or when the value rows form trajectories whose next states are the next rows' states (ending in a
+termination), so that it telescopes to non-negative multiples of V^tot. On unrelated (S, S') pairs with V(S')
+from the online Q, −γ·V^tot(S') is concave.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+
+from rllib_mil.modules.mixers import Mixer
+
+Phi = Callable[[torch.Tensor], torch.Tensor]
+
+
+def chi2_phi(x: torch.Tensor) -> torch.Tensor:
+    """χ² regulariser of IQ-Learn, φ(x) = x + x²/2 (paper §4.3.2)."""
+    return x + x**2 / 2
+
+
+def _check(name: str, t: Optional[torch.Tensor], shape: tuple) -> None:
+    """Shape check; ``None`` entries of ``shape`` match anything."""
+    if t is None:
+        raise ValueError(f"mifq_loss: {name} is required")
+    ok = t.dim() == len(shape) and all(s is None or s == d for s, d in zip(shape, t.shape))
+    if not ok:
+        want = str(tuple("?" if s is None else s for s in shape)).replace("'", "")
+        raise ValueError(f"mifq_loss: {name} must have shape {want}, got {tuple(t.shape)}")
+
+
+def mifq_loss(
+    *,
+    q_taken_e: torch.Tensor,
+    v_next_e: torch.Tensor,
+    done_e: torch.Tensor,
+    state_e: Optional[torch.Tensor],
+    v_cur: torch.Tensor,
+    v_next: torch.Tensor,
+    done: torch.Tensor,
+    state: Optional[torch.Tensor],
+    next_state: Optional[torch.Tensor],
+    r_mixer: Optional[Mixer],
+    v_mixer: Optional[Mixer],
+    gamma: float,
+    phi: Phi = chi2_phi,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Eq. 9. Returns ``(loss, terms)``; ``terms`` holds detached scalars for logging.
+
+    Expert rows (Be of them): ``q_taken_e (Be, n)`` = Q_i(o_i, a_i^E), ``v_next_e (Be, n)`` = V_i(o_i')
+    (online or target net, the caller's choice), ``done_e (Be,)`` 1.0 where terminated, ``state_e (Be, s)``.
+    Value rows (Bm, expert ∪ replay): ``v_cur (Bm, n)`` = V_i(o_i), ``v_next (Bm, n)`` = V_i(o_i'),
+    ``done (Bm,)``, ``state`` / ``next_state (Bm, s)``. States may be ``None`` for mixers that ignore them.
+    ``r_mixer`` / ``v_mixer``: ``None`` = independent sum over agents (IIQ); ``terms["r_tot_mean"]`` then reports
+    the mean of Σ_i −r_i (what VDN would mix), though φ is applied per agent.
+    """
+    _check("q_taken_e", q_taken_e, (None, None))
+    Be, n = q_taken_e.shape
+    _check("v_next_e", v_next_e, (Be, n))
+    _check("done_e", done_e, (Be,))
+    _check("v_cur", v_cur, (None, n))
+    Bm = v_cur.shape[0]
+    _check("v_next", v_next, (Bm, n))
+    _check("done", done, (Bm,))
+
+    # Local rewards by the inverse soft Bellman operator (eq. 4/5); terminated rows do not bootstrap.
+    not_done_e = (1.0 - done_e.to(q_taken_e.dtype)).unsqueeze(-1)  # (Be,) -> (Be, 1), broadcasts over agents
+    r = q_taken_e - gamma * not_done_e * v_next_e  # (Be, n)
+
+    # Reward term: E_expert[φ(R^tot)] with R^tot = M_R(−R; S) (eq. 6, 9).
+    if r_mixer is None:
+        r_tot = (-r).sum(dim=-1)  # (Be,): reported only; IIQ applies φ per agent (J = Σ_i J_i, eq. 3/5)
+        reward_term = phi(-r).sum(dim=-1).mean()  # (Be, n) -> (Be,) -> ()
+    else:
+        r_tot = r_mixer(-r, state_e)  # (Be, n) -> (Be,)
+        reward_term = phi(r_tot).mean()
+
+    # Value term: E[V^tot(S) − γ(1−done)·V^tot(S')] estimates (1−γ)·E[V^tot(S0)] (eq. 9).
+    if v_mixer is None:
+        v_tot = v_cur.sum(dim=-1)  # (Bm, n) -> (Bm,): V^tot = Σ_i V_i is linear, so this equals Σ_i of the terms
+        v_tot_next = v_next.sum(dim=-1)  # (Bm,)
+    else:
+        v_tot = v_mixer(v_cur, state)  # (Bm, n) -> (Bm,)
+        v_tot_next = v_mixer(v_next, next_state)  # (Bm, n) -> (Bm,)
+    not_done = 1.0 - done.to(v_cur.dtype)  # (Bm,)
+    value_term = (v_tot - gamma * not_done * v_tot_next).mean()
+
+    loss = reward_term + value_term
+    terms = {
+        "reward_term": reward_term.detach(),
+        "value_term": value_term.detach(),
+        "r_tot_mean": r_tot.detach().mean(),
+        "v_tot_mean": v_tot.detach().mean(),
+        "expert_reward_mean": r.detach().mean(),
+        "loss": loss.detach(),
+    }
+    return loss, terms

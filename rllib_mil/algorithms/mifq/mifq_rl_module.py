@@ -1,0 +1,117 @@
+"""The MIFQ team RLModule: one shared soft-Q network for all agents, plus V and R mixers.
+
+Decentralized by construction: agent i's Q values depend only on its own local observation row
+``obs[:, i]`` and its id (see ``SharedAgentQNet``). Only the mixers read the global ``state``, and they live
+on the learner alone (``InferenceOnlyAPI``): env runners carry just the Q network.
+"""
+
+from typing import Any, Dict, List, Tuple
+
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.learner.utils import make_target_network
+from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, TargetNetworkAPI
+from ray.rllib.core.rl_module.rl_module import RLModule
+from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
+from ray.rllib.utils.annotations import override
+from ray.rllib.utils.schedules.scheduler import Scheduler
+
+from rllib_mil.envs.contract import ACTION_MASK, OBS, STATE
+from rllib_mil.modules.agent_nets import SharedAgentQNet
+from rllib_mil.modules.mixers import make_mixer
+from rllib_mil.modules.soft import boltzmann_sample, greedy_actions
+
+# fwd_out / module keys.
+Q_VALUES = "q_values"
+TARGET_Q_VALUES = "target_q_values"
+
+
+def team_dims(observation_space) -> Tuple[int, int, int, int]:
+    """(n_agents, obs_dim, state_dim, n_actions) of a team observation space (see envs/contract.py)."""
+    try:
+        n_agents, obs_dim = observation_space[OBS].shape
+        (state_dim,) = observation_space[STATE].shape
+        n_actions = observation_space[ACTION_MASK].shape[-1]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(
+            f"MIFQ needs a team environment (Dict observation with keys {OBS!r} (n_agents, obs_dim), "
+            f"{STATE!r} (state_dim,), {ACTION_MASK!r} (n_agents, n_actions)); got {observation_space}. "
+            "Use one of the registered team envs (rllib_mil.envs.list_team_envs()) or wrap yours as a TeamEnv."
+        ) from e
+    return n_agents, obs_dim, state_dim, n_actions
+
+
+class MIFQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
+    """Team soft-Q module. ``model_config`` keys (filled from ``MIFQConfig``):
+
+    hidden (list[int]), add_agent_id (bool), mixer ("mifq" | "vdn" | "none"), mixer_embed_dim (int),
+    hypernet_hidden (int), rollout_alpha (float or schedule [[t, alpha], ...]: Boltzmann temperature of
+    rollouts; the learner's soft values use ``MIFQConfig.alpha``).
+    """
+
+    framework: str = "torch"
+
+    @override(RLModule)
+    def setup(self):
+        mc = self.model_config
+        self.n_agents, obs_dim, state_dim, n_actions = team_dims(self.observation_space)
+        self.q_net = SharedAgentQNet(
+            obs_dim,
+            self.n_agents,
+            n_actions,
+            hidden=tuple(mc.get("hidden", (128, 128))),
+            add_agent_id=mc.get("add_agent_id", True),
+        )
+        mixer_kwargs = {}
+        if mc.get("mixer", "mifq") == "mifq":
+            mixer_kwargs = dict(
+                embed_dim=mc.get("mixer_embed_dim", 32), hypernet_hidden=mc.get("hypernet_hidden", 64)
+            )
+        # Separate V and R mixers (eq. 7 and 8); None = independent learning (IIQ).
+        self.v_mixer = make_mixer(mc.get("mixer", "mifq"), self.n_agents, state_dim, **mixer_kwargs)
+        self.r_mixer = make_mixer(mc.get("mixer", "mifq"), self.n_agents, state_dim, **mixer_kwargs)
+        # Rollout temperature; a schedule over sampled env steps is allowed.
+        self.alpha_schedule = Scheduler(mc.get("rollout_alpha", 0.01), framework="torch")
+
+    # -- APIs ----------------------------------------------------------------------------------------------
+    @override(InferenceOnlyAPI)
+    def get_non_inference_attributes(self) -> List[str]:
+        # Mixers and the target net never leave the learner.
+        return ["v_mixer", "r_mixer", "_target_q_net"]
+
+    @override(TargetNetworkAPI)
+    def make_target_networks(self) -> None:
+        self._target_q_net = make_target_network(self.q_net)
+
+    @override(TargetNetworkAPI)
+    def get_target_network_pairs(self):
+        return [(self.q_net, self._target_q_net)]
+
+    @override(TargetNetworkAPI)
+    def forward_target(self, batch: Dict[str, Any]) -> Dict[str, Any]:
+        return {TARGET_Q_VALUES: self._target_q_net(batch[Columns.OBS][OBS])}
+
+    # -- forward passes ------------------------------------------------------------------------------------
+    def q_values(self, obs: torch.Tensor) -> torch.Tensor:
+        """(B, n, d) local observations -> (B, n, A) soft Q values."""
+        return self.q_net(obs)
+
+    @override(RLModule)
+    def _forward_inference(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
+        # Greedy evaluation under the mask; actions (B, n) go straight to the env.
+        q = self.q_net(batch[Columns.OBS][OBS])
+        return {Columns.ACTIONS: greedy_actions(q, batch[Columns.OBS][ACTION_MASK])}
+
+    @override(RLModule)
+    def _forward_exploration(self, batch: Dict[str, Any], t: int = 0, **kwargs) -> Dict[str, Any]:
+        # Boltzmann rollouts: a_i ~ softmax(Q_i / alpha) over available actions.
+        self.alpha_schedule.update(t)
+        alpha = float(self.alpha_schedule.get_current_value())
+        q = self.q_net(batch[Columns.OBS][OBS])
+        return {Columns.ACTIONS: boltzmann_sample(q, batch[Columns.OBS][ACTION_MASK], alpha)}
+
+    @override(RLModule)
+    def _forward_train(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
+        # The learner prepends expert rows to the replay rows and runs the Q network once over both
+        # (MIFQTorchLearner.compute_loss_for_module), so there is nothing to precompute here.
+        return {}

@@ -1,0 +1,296 @@
+"""The ``rllib`` command (Ray 2.60 ships none): ``train file``, ``evaluate``, ``demos collect|info``.
+
+``rllib train file X.yaml`` keeps RLlib's classic tuned-example format::
+
+    experiment-name:
+      run: MIFQ                      # a registered algorithm (rllib_mil or RLlib)
+      env: mpe/simple_spread         # a registered team-env id
+      stop: {training_iteration: 100}
+      config: {...}                  # AlgorithmConfig keys; unknown keys are rejected by name
+      checkpoint_config: {checkpoint_frequency: 10, checkpoint_at_end: true}
+      storage_path: ~/ray_results
+"""
+
+import argparse
+import difflib
+import json
+import os
+import sys
+from typing import Any, Dict, List, Optional
+
+EXPERIMENT_KEYS = {"run", "env", "stop", "config", "checkpoint_config", "storage_path", "num_samples"}
+CHECKPOINT_CONFIG_KEYS = {
+    "checkpoint_frequency",
+    "checkpoint_at_end",
+    "num_to_keep",
+    "checkpoint_score_attribute",
+    "checkpoint_score_order",
+}
+# Tune search-space dicts that may stand in for a config value.
+SEARCH_SPACE_KEYS = {"grid_search", "choice", "uniform", "loguniform", "randint", "quniform"}
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration problem; the message says what is wrong and how to fix it."""
+
+
+def _suggest(key: str, valid) -> str:
+    close = difflib.get_close_matches(key, list(valid), n=3)
+    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _is_search_space(value) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in SEARCH_SPACE_KEYS
+
+
+def _to_search_space(value):
+    from ray import tune
+
+    (kind, arg), = value.items()
+    if kind == "grid_search":
+        return tune.grid_search(list(arg))
+    if kind == "choice":
+        return tune.choice(list(arg))
+    return getattr(tune, kind)(*arg)
+
+
+def load_experiments(path: str) -> Dict[str, Dict[str, Any]]:
+    """Read and check a tuned-example YAML; raise ConfigError naming any bad key."""
+    import yaml
+
+    if not os.path.exists(path):
+        raise ConfigError(f"No such file: {path}")
+    with open(path) as f:
+        try:
+            doc = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(doc, dict) or not doc:
+        raise ConfigError(f"{path}: expected a mapping `name: {{run, env, stop, config, ...}}`.")
+    for name, exp in doc.items():
+        if not isinstance(exp, dict):
+            raise ConfigError(f"{path}: experiment {name!r} must be a mapping with keys {sorted(EXPERIMENT_KEYS)}.")
+        for key in exp:
+            if key not in EXPERIMENT_KEYS:
+                raise ConfigError(
+                    f"{path}: unknown key {key!r} in experiment {name!r}.{_suggest(key, EXPERIMENT_KEYS)} "
+                    f"Allowed keys: {sorted(EXPERIMENT_KEYS)}."
+                )
+        if "run" not in exp:
+            raise ConfigError(f"{path}: experiment {name!r} has no `run:` (the algorithm name, e.g. MIFQ).")
+        for key in exp.get("checkpoint_config") or {}:
+            if key not in CHECKPOINT_CONFIG_KEYS:
+                raise ConfigError(
+                    f"{path}: unknown key {key!r} in `checkpoint_config` of {name!r}."
+                    f"{_suggest(key, CHECKPOINT_CONFIG_KEYS)} Allowed: {sorted(CHECKPOINT_CONFIG_KEYS)}."
+                )
+    return doc
+
+
+# Keys `update_from_dict` translates or handles specially (see AlgorithmConfig._translate_special_keys).
+SPECIAL_CONFIG_KEYS = {
+    "callbacks", "framework", "input", "lambda", "num_workers", "create_env_on_driver",
+    "custom_eval_function", "num_cpus_for_driver", "multiagent", "model",
+}
+
+
+def valid_config_keys(config) -> set:
+    """Every key `update_from_dict` really applies: attributes, settable properties, special keys."""
+    import inspect
+
+    props = {
+        name
+        for name, member in inspect.getmembers(type(config))
+        if isinstance(member, property) and member.fset is not None
+    }
+    return set(vars(config)) | props | SPECIAL_CONFIG_KEYS
+
+
+def build_config(exp: Dict[str, Any], source: str = "config"):
+    """(algorithm config, Tune param overrides) for one experiment; unknown config keys are rejected by name
+    (``AlgorithmConfig.update_from_dict`` would silently drop them)."""
+    from rllib_mil.algorithms.registry import get_algorithm
+
+    _, config_cls = get_algorithm(exp["run"])
+    config = config_cls()
+    raw = dict(exp.get("config") or {})
+    if "env" in exp:
+        raw.setdefault("env", exp["env"])
+    valid = valid_config_keys(config)
+    search: Dict[str, Any] = {}
+    plain: Dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in valid:
+            raise ConfigError(
+                f"{source}: unknown config key {key!r} for {exp['run']}.{_suggest(key, valid)} "
+                f"It is not a setting of {config_cls.__name__}; check the spelling or the algorithm's README."
+            )
+        if _is_search_space(value):
+            search[key] = _to_search_space(value)
+        else:
+            plain[key] = value
+    config.update_from_dict(plain)
+    return config, search
+
+
+def _resolve_storage(path: Optional[str]) -> str:
+    return os.path.abspath(os.path.expanduser(path or "~/ray_results"))
+
+
+def cmd_train_file(args) -> int:
+    import ray
+    from ray import tune
+
+    import rllib_mil  # noqa: F401  (registers envs and algorithms)
+
+    experiments = load_experiments(args.file)
+    stop_override = json.loads(args.stop) if args.stop else None
+    for name, exp in experiments.items():
+        config, search = build_config(exp, source=f"{args.file} [{name}]")
+        if args.config:
+            extra = json.loads(args.config)
+            c2, s2 = build_config({"run": exp["run"], "config": extra}, source="--config")
+            config.update_from_dict({k: v for k, v in extra.items() if k not in s2})
+            search.update(s2)
+        stop = stop_override if stop_override is not None else (exp.get("stop") or {})
+        ckpt = exp.get("checkpoint_config") or {}
+        storage = _resolve_storage(args.storage_path or exp.get("storage_path"))
+        if not ray.is_initialized():
+            ray.init(address=args.address, ignore_reinit_error=True, log_to_driver=True)
+        check_resources(exp["run"], config)
+        if search:
+            param_space = config.to_dict()
+            param_space.update(search)
+        else:
+            param_space = config
+        print(f"== {name}: {exp['run']} on {config.env} -> {storage}/{name}", flush=True)
+        tuner = tune.Tuner(
+            exp["run"],
+            param_space=param_space,
+            tune_config=tune.TuneConfig(num_samples=int(exp.get("num_samples", 1))),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=storage,
+                stop=stop,
+                verbose=args.verbose,
+                checkpoint_config=tune.CheckpointConfig(**ckpt),
+            ),
+        )
+        results = tuner.fit()
+        failed = [r for r in results if r.error]
+        for r in results:
+            _print_result(r)
+        if failed:
+            print(f"{len(failed)} trial(s) failed; see the errors above.", file=sys.stderr)
+            return 1
+    return 0
+
+
+def check_resources(run: str, config) -> None:
+    """Fail at once, instead of a trial PENDING forever, when the cluster cannot hold one trial."""
+    import ray
+
+    from rllib_mil.algorithms.registry import get_algorithm
+
+    algo_cls, _ = get_algorithm(run)
+    need = algo_cls.default_resource_request(config).required_resources
+    have = ray.cluster_resources()
+    for res, amount in need.items():
+        if amount > have.get(res, 0.0) + 1e-9:
+            raise ConfigError(
+                f"One {run} trial needs {amount:g} {res} but the Ray cluster has {have.get(res, 0.0):g} "
+                f"(main process {config.num_cpus_for_main_process:g} CPU + {config.num_env_runners} env runners x "
+                f"{config.num_cpus_per_env_runner:g} CPU + learners; GPUs: num_gpus_per_learner="
+                f"{config.num_gpus_per_learner}). Lower `num_env_runners` / `num_cpus_per_env_runner` / "
+                "`num_gpus_per_learner`, or connect to a bigger cluster with --address."
+            )
+
+
+def _print_result(result) -> None:
+    m = result.metrics or {}
+    ret = m.get("env_runners", {}).get("episode_return_mean")
+    ev = m.get("evaluation", {}).get("env_runners", {}).get("episode_return_mean")
+    ckpt = result.checkpoint.path if result.checkpoint else None
+    print(
+        f"trial {result.path}: iterations={m.get('training_iteration')} return_mean={ret} "
+        f"eval_return_mean={ev} checkpoint={ckpt}",
+        flush=True,
+    )
+
+
+def cmd_evaluate(args) -> int:
+    from rllib_mil.evaluation import evaluate_checkpoint
+
+    res = evaluate_checkpoint(args.checkpoint, episodes=args.episodes, seed=args.seed)
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+def cmd_demos_collect(args) -> int:
+    import rllib_mil  # noqa: F401
+    from rllib_mil.data.demos import collect_demos
+    from rllib_mil.evaluation import expert_from_arg
+
+    env_config = json.loads(args.env_config) if args.env_config else {}
+    expert = expert_from_arg(args.expert, args.env, env_config)
+    path = collect_demos(args.env, env_config, expert, args.episodes, args.seed, args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_demos_info(args) -> int:
+    from rllib_mil.data.demos import demos_info
+
+    print(demos_info(args.path))
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rllib", description="rllib-mil: multi-agent imitation learning on RLlib")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train an algorithm")
+    train_sub = train.add_subparsers(dest="train_command", required=True)
+    tf = train_sub.add_parser("file", help="run the experiments of a tuned-example YAML")
+    tf.add_argument("file")
+    tf.add_argument("--stop", help='JSON stop criteria overriding the file\'s, e.g. \'{"training_iteration": 2}\'')
+    tf.add_argument("--config", help="JSON config overrides, e.g. '{\"num_env_runners\": 0}'")
+    tf.add_argument("--storage-path", help="where results and checkpoints go (default ~/ray_results)")
+    tf.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    tf.add_argument("-v", "--verbose", type=int, default=1, help="Tune verbosity 0-3 (1 = status table)")
+    tf.set_defaults(func=cmd_train_file)
+
+    ev = sub.add_parser("evaluate", help="greedy, decentralized evaluation of a checkpoint")
+    ev.add_argument("checkpoint")
+    ev.add_argument("--episodes", type=int, default=10)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.set_defaults(func=cmd_evaluate)
+
+    demos = sub.add_parser("demos", help="expert demonstrations (Parquet)")
+    demos_sub = demos.add_subparsers(dest="demos_command", required=True)
+    dc = demos_sub.add_parser("collect", help="record expert episodes into a Parquet dataset")
+    dc.add_argument("--env", required=True, help="team-env id, e.g. mpe/simple_spread")
+    dc.add_argument("--env-config", default=None, help="JSON env config, e.g. '{\"N\": 3}'")
+    dc.add_argument("--expert", default="scripted", help="scripted | random | path to an algorithm checkpoint")
+    dc.add_argument("--episodes", type=int, default=128)
+    dc.add_argument("--seed", type=int, default=0)
+    dc.add_argument("--out", required=True)
+    dc.set_defaults(func=cmd_demos_collect)
+    di = demos_sub.add_parser("info", help="summarise a dataset")
+    di.add_argument("path")
+    di.set_defaults(func=cmd_demos_info)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, ValueError, FileNotFoundError, PermissionError) as e:
+        # User-facing problems: one clear line, no traceback.
+        print(f"rllib: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

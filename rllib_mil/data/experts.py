@@ -1,0 +1,254 @@
+"""Scripted experts (demonstrators) for the MPE team tasks, and a uniform random baseline.
+
+An :class:`Expert` maps one team observation (the ``Dict`` of the team env: ``obs`` (n, d), ``state``,
+``action_mask`` (n, A)) to int64 actions ``(n_agents,)``. It holds no episode state, so it can run inside any
+RLlib env runner. The scripted experts are *decentralized*: agent i's action is a function of ``obs[i]`` only
+(its own local observation), so a decentralized imitation learner can reproduce them exactly.
+
+How each one plays (layouts and encodings read from mpe2's scenario source, see ``rllib_mil/envs/mpe.py``):
+
+* ``mpe/simple_spread`` - obs row ``[vel(2), pos(2), landmark_rel(2N), other_rel(2(N-1)), comm(2(N-1))]``.
+  Every agent rebuilds the absolute positions of all agents and landmarks from its own row, solves the same
+  agent->landmark assignment (minimum total distance, Hungarian), pushes the assigned targets apart to at least
+  the collision distance (agents have radius 0.15 and are penalised when closer than 0.3) and steers to its
+  target with a short model-predictive search that accounts for the velocity damping and keeps clear of the
+  other agents.
+* ``mpe/simple_speaker_listener`` - speaker row ``[goal_colour(3)]`` (padded), listener row
+  ``[vel(2), landmark_rel(6), comm(3)]``. The speaker says the index of the goal landmark (the argmax of the
+  goal colour); the listener decodes the utterance and steers to that landmark (to the landmarks' centroid
+  before the first utterance arrives).
+* ``mpe/simple_reference`` - row ``[vel(2), landmark_rel(6), other's_goal_colour(3), comm(10)]``, action
+  ``move + 5 * say``. Each agent says the index of the landmark its partner must reach and steers to the
+  landmark it is told (centroid before the first utterance).
+"""
+from __future__ import annotations
+
+import itertools
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from rllib_mil.envs.contract import ACTION_MASK, OBS
+
+# mpe2 physics (_mpe_utils/core.py and simple_env.py): dt 0.1, damping 0.25, unit mass, force 5 per axis.
+DT = 0.1
+DAMPING = 0.25
+ACCEL = 5.0
+# Discrete movement: 0 no-op, 1 -x, 2 +x, 3 -y, 4 +y.
+MOVES = np.array([[0.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]])
+
+
+class Expert(ABC):
+    """A demonstrator: ``act(team_obs, rng) -> (n_agents,) int64`` from the team observation only."""
+
+    name: str = "expert"
+
+    @abstractmethod
+    def act(self, team_obs: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
+        ...
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class RandomExpert(Expert):
+    """Uniform over each agent's available actions (the observation's action mask)."""
+
+    name = "random"
+
+    def act(self, team_obs, rng):
+        mask = np.asarray(team_obs[ACTION_MASK]) > 0
+        out = np.empty(mask.shape[0], dtype=np.int64)
+        for i, row in enumerate(mask):
+            out[i] = rng.choice(np.flatnonzero(row))
+        return out
+
+
+class MovePlanner:
+    """Short-horizon model-predictive steering under MPE's damped point-mass dynamics.
+
+    Enumerates every sequence of ``horizon`` discrete moves, simulates ``p += v dt; v = 0.75 v + 0.5 u`` and
+    scores the distance to the target at each predicted position plus the rest position the agent would coast
+    to afterwards (``0.4 v``), and optionally a penalty for coming within ``clearance`` of obstacles.
+    Returns the first move of the best sequence.
+    """
+
+    def __init__(self, horizon: int = 3, rest_weight: float = 1.0, clearance: float = 0.0,
+                 obstacle_weight: float = 10.0):
+        self.horizon = horizon
+        self.rest_weight = rest_weight
+        self.clearance = clearance
+        self.obstacle_weight = obstacle_weight
+        seqs = np.array(list(itertools.product(range(5), repeat=horizon)), dtype=np.int64)  # (S, H)
+        self.first = seqs[:, 0]
+        self.forces = MOVES[seqs] * ACCEL * DT  # (S, H, 2) velocity increments
+        # Prefer the no-op / shorter corrections on ties: tiny cost per push.
+        self.effort = 1e-4 * (seqs != 0).sum(axis=1)
+
+    def __call__(self, target_rel: np.ndarray, vel: np.ndarray, obstacles_rel: np.ndarray | None = None) -> int:
+        target = np.asarray(target_rel, dtype=np.float64)
+        s = self.forces.shape[0]
+        p = np.zeros((s, 2))
+        v = np.broadcast_to(np.asarray(vel, dtype=np.float64), (s, 2)).copy()
+        positions = []
+        for k in range(self.horizon):
+            p = p + v * DT
+            positions.append(p)
+            v = v * (1.0 - DAMPING) + self.forces[:, k]
+        p = p + v * DT
+        positions.append(p)
+        pos = np.stack(positions, axis=1)  # (S, H+1, 2)
+        rest = p + v * DT * (1.0 - DAMPING) / DAMPING
+        cost = np.linalg.norm(pos - target, axis=-1).sum(axis=1)
+        cost += self.rest_weight * np.linalg.norm(rest - target, axis=-1) + self.effort
+        if obstacles_rel is not None and len(obstacles_rel) and self.clearance > 0:
+            d = np.linalg.norm(pos[:, :, None, :] - np.asarray(obstacles_rel)[None, None], axis=-1)
+            cost += self.obstacle_weight * np.clip(self.clearance - d, 0.0, None).sum(axis=(1, 2))
+        return int(self.first[int(np.argmin(cost))])
+
+
+def _assign(cost: np.ndarray) -> np.ndarray:
+    """Column assigned to each row minimising the total cost (Hungarian; brute force without scipy)."""
+    try:
+        from scipy.optimize import linear_sum_assignment
+    except ImportError:  # pragma: no cover - scipy comes with ray[rllib]
+        n = cost.shape[0]
+        best = min(itertools.permutations(range(cost.shape[1]), n),
+                   key=lambda perm: cost[np.arange(n), list(perm)].sum())
+        return np.asarray(best)
+    rows, cols = linear_sum_assignment(cost)
+    out = np.empty(cost.shape[0], dtype=np.int64)
+    out[rows] = cols
+    return out
+
+
+def _separate(points: np.ndarray, min_dist: float, iters: int = 50) -> np.ndarray:
+    """Push points apart (symmetrically, deterministically) until every pair is >= min_dist apart."""
+    pts = points.astype(np.float64).copy()
+    n = len(pts)
+    for _ in range(iters):
+        moved = False
+        for a in range(n):
+            for b in range(a + 1, n):
+                delta = pts[b] - pts[a]
+                d = float(np.hypot(*delta))
+                if d < min_dist:
+                    direction = delta / d if d > 1e-9 else np.array([1.0, 0.0])
+                    shift = 0.5 * (min_dist - d) * direction
+                    pts[a] -= shift
+                    pts[b] += shift
+                    moved = True
+        if not moved:
+            break
+    return pts
+
+
+class SpreadExpert(Expert):
+    """simple_spread: shared landmark assignment, collision-free targets, damped steering."""
+
+    name = "scripted"
+    AGENT_RADIUS = 0.15
+
+    def __init__(self, n_agents: int, separation: float = 0.32, horizon: int = 3):
+        self.n = n_agents
+        self.separation = separation
+        self.planner = MovePlanner(horizon=horizon, clearance=separation, obstacle_weight=3.0)
+
+    def _agent_action(self, i: int, row: np.ndarray) -> int:
+        n = self.n
+        vel, pos = row[0:2].astype(np.float64), row[2:4].astype(np.float64)
+        lm_rel = row[4:4 + 2 * n].reshape(n, 2).astype(np.float64)
+        other_rel = row[4 + 2 * n:4 + 2 * n + 2 * (n - 1)].reshape(n - 1, 2).astype(np.float64)
+        # Absolute positions in the global agent order (agent i's "others" are the agents j != i, in order).
+        agents = np.insert(pos + other_rel, i, pos, axis=0)
+        landmarks = pos + lm_rel
+        dist = np.linalg.norm(agents[:, None, :] - landmarks[None, :, :], axis=-1)
+        targets = _separate(landmarks[_assign(dist)], self.separation)
+        return self.planner(targets[i] - pos, vel, obstacles_rel=other_rel)
+
+    def act(self, team_obs, rng):
+        obs = np.asarray(team_obs[OBS])
+        return np.array([self._agent_action(i, obs[i]) for i in range(self.n)], dtype=np.int64)
+
+
+class SpeakerListenerExpert(Expert):
+    """simple_speaker_listener: the speaker names the goal landmark, the listener goes there."""
+
+    name = "scripted"
+
+    def __init__(self, horizon: int = 3):
+        self.planner = MovePlanner(horizon=horizon)
+
+    def act(self, team_obs, rng):
+        obs = np.asarray(team_obs[OBS])
+        speaker, listener = obs[0], obs[1]
+        colour = speaker[0:3]
+        say = int(np.argmax(colour)) if colour.max() > 0 else 0
+        vel = listener[0:2]
+        lm_rel = listener[2:8].reshape(3, 2)
+        heard = listener[8:11]
+        target = lm_rel[int(np.argmax(heard))] if heard.max() > 0.5 else lm_rel.mean(axis=0)
+        return np.array([say, self.planner(target, vel)], dtype=np.int64)
+
+
+class ReferenceExpert(Expert):
+    """simple_reference: tell the partner its goal, go where the partner says."""
+
+    name = "scripted"
+    N_MOVES = 5
+
+    def __init__(self, horizon: int = 3):
+        self.planner = MovePlanner(horizon=horizon)
+
+    def act(self, team_obs, rng):
+        obs = np.asarray(team_obs[OBS])
+        out = np.empty(obs.shape[0], dtype=np.int64)
+        for i, row in enumerate(obs):
+            vel = row[0:2]
+            lm_rel = row[2:8].reshape(3, 2)
+            partner_goal = row[8:11]
+            heard = row[11:21]
+            say = int(np.argmax(partner_goal)) if partner_goal.max() > 0 else 0
+            target = lm_rel[int(np.argmax(heard))] if heard.max() > 0.5 else lm_rel.mean(axis=0)
+            out[i] = self.planner(target, vel) + self.N_MOVES * say
+        return out
+
+
+def _scripted(env) -> Expert:
+    if env.env_id == "mpe/simple_spread":
+        return SpreadExpert(env.n_agents)
+    if env.env_id == "mpe/simple_speaker_listener":
+        return SpeakerListenerExpert()
+    if env.env_id == "mpe/simple_reference":
+        return ReferenceExpert()
+    raise ValueError(
+        f"No scripted expert for {env.env_id!r}; scripted experts exist for "
+        f"{sorted(SCRIPTED_ENVS)}. Use expert='random' or pass an Expert instance."
+    )
+
+
+SCRIPTED_ENVS = ("mpe/simple_reference", "mpe/simple_speaker_listener", "mpe/simple_spread")
+EXPERT_NAMES = ("scripted", "random")
+
+
+def make_expert(name: str, env) -> Expert:
+    """``name`` is "scripted" (the task's heuristic) or "random"; ``env`` is the TeamEnv it will act in."""
+    if name == "random":
+        return RandomExpert()
+    if name == "scripted":
+        return _scripted(env)
+    raise ValueError(f"Unknown expert {name!r}; choose one of {list(EXPERT_NAMES)} or pass an Expert instance")
+
+
+def run_episodes(env, expert: Expert, episodes: int, seed: int) -> np.ndarray:
+    """Team returns of ``episodes`` episodes; episode k is reset with ``seed + k``, the expert's rng with seed."""
+    rng = np.random.default_rng(seed)
+    returns = np.zeros(episodes)
+    for k in range(episodes):
+        obs, _ = env.reset(seed=seed + k)
+        done = False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(expert.act(obs, rng))
+            returns[k] += reward
+            done = terminated or truncated
+    return returns

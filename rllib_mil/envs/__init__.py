@@ -1,0 +1,22 @@
+"""Team environments: every cooperative game as one ``gymnasium.Env`` (see ``contract.py``)."""
+from rllib_mil.envs.base import MaskedMultiDiscrete, TeamEnv, TeamStep
+from rllib_mil.envs.contract import ACTION_MASK, INFO_AGENT_REWARDS, INFO_BATTLE_WON, OBS, STATE
+from rllib_mil.envs.mpe import MPE_TASKS, MPETeamEnv
+from rllib_mil.envs.registry import list_team_envs, make_team_env, register_team_env, register_with_ray
+
+__all__ = [
+    "ACTION_MASK",
+    "INFO_AGENT_REWARDS",
+    "INFO_BATTLE_WON",
+    "MPE_TASKS",
+    "MPETeamEnv",
+    "MaskedMultiDiscrete",
+    "OBS",
+    "STATE",
+    "TeamEnv",
+    "TeamStep",
+    "list_team_envs",
+    "make_team_env",
+    "register_team_env",
+    "register_with_ray",
+]

@@ -1,0 +1,64 @@
+"""Team-env registry: ids such as ``mpe/simple_spread`` -> creator(env_config) -> :class:`TeamEnv`.
+
+``register_with_ray()`` makes every id usable as ``config.environment("mpe/simple_spread", env_config={...})``
+(RLlib looks the string up in Tune's registry before trying ``gymnasium.make``).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from rllib_mil.envs.base import TeamEnv
+from rllib_mil.envs.mpe import MPE_TASKS, make_mpe_creator
+
+TeamEnvCreator = Callable[[dict | None], TeamEnv]
+
+_REGISTRY: dict[str, TeamEnvCreator] = {}
+
+
+def register_team_env(env_id: str, creator: TeamEnvCreator) -> None:
+    """Register (or replace) ``creator(env_config) -> TeamEnv`` under ``env_id``."""
+    if not isinstance(env_id, str) or not env_id:
+        raise ValueError(f"env_id must be a non-empty string, got {env_id!r}")
+    if not callable(creator):
+        raise TypeError(f"creator for {env_id!r} must be callable, got {creator!r}")
+    _REGISTRY[env_id] = creator
+
+
+def list_team_envs() -> list[str]:
+    """All registered team-env ids, sorted."""
+    return sorted(_REGISTRY)
+
+
+def make_team_env(env_id: str, env_config: dict | None = None) -> TeamEnv:
+    """Build the team env ``env_id``. ``env_config`` may be a dict or an RLlib ``EnvContext``."""
+    try:
+        creator = _REGISTRY[env_id]
+    except (KeyError, TypeError):
+        raise ValueError(f"Unknown team env id {env_id!r}; known ids: {list_team_envs()}") from None
+    env = creator(env_config if env_config is not None else {})
+    if not isinstance(env, TeamEnv):
+        raise TypeError(f"creator registered for {env_id!r} returned {type(env).__name__}, not a TeamEnv")
+    return env
+
+
+def _ray_creator(env_id: str) -> Callable:
+    def create(cfg=None):
+        return make_team_env(env_id, cfg)
+
+    create.__name__ = f"create_{env_id.replace('/', '_')}"
+    return create
+
+
+def register_with_ray() -> list[str]:
+    """Register every team-env id with ``ray.tune.registry.register_env`` (idempotent); returns the ids."""
+    from ray.tune.registry import register_env
+
+    ids = list_team_envs()
+    for env_id in ids:
+        register_env(env_id, _ray_creator(env_id))
+    return ids
+
+
+for _env_id in MPE_TASKS:
+    register_team_env(_env_id, make_mpe_creator(_env_id))
+del _env_id

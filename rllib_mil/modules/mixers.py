@@ -1,0 +1,121 @@
+"""Mixing networks: combine per-agent values ``x: (B, n_agents)`` into a team value ``(B,)``, conditioned on the
+global state ``state: (B, state_dim)``.
+
+The base class owns the shape checks, so each mixer only writes ``mix``. ``monotone_convex`` marks mixers that are
+non-decreasing and convex in ``x`` (non-negative weights, convex non-decreasing activations: Theorem 4.3), which
+is what makes the MIFQ objective convex in Q (Theorem 4.2).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Mixer(nn.Module):
+    """``forward(x: (B, n_agents), state: (B, state_dim)) -> (B,)``.
+
+    ``state_dim=None`` means the mixer does not read the state; ``state`` may then be ``None``.
+    """
+
+    monotone_convex: bool = False
+
+    def __init__(self, n_agents: int, state_dim: Optional[int] = None):
+        super().__init__()
+        if n_agents < 1:
+            raise ValueError(f"n_agents must be >= 1, got {n_agents}")
+        self.n_agents = n_agents
+        self.state_dim = state_dim
+
+    def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None) -> torch.Tensor:
+        name = type(self).__name__
+        if x.dim() != 2 or x.shape[1] != self.n_agents:
+            raise ValueError(f"{name} expects x of shape (B, n_agents={self.n_agents}), got {tuple(x.shape)}")
+        if self.state_dim is not None:
+            if state is None:
+                raise ValueError(f"{name} reads the global state: pass state of shape (B, {self.state_dim})")
+            if state.dim() != 2 or state.shape[1] != self.state_dim:
+                raise ValueError(
+                    f"{name} expects state of shape (B, state_dim={self.state_dim}), got {tuple(state.shape)}"
+                )
+        if state is not None and state.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"{name}: x and state disagree on the batch size: x {tuple(x.shape)}, state {tuple(state.shape)}"
+            )
+        out = self.mix(x, state)
+        if out.shape != x.shape[:1]:
+            raise RuntimeError(f"{name}.mix must return shape ({x.shape[0]},), got {tuple(out.shape)}")
+        return out
+
+    def mix(self, x: torch.Tensor, state: Optional[torch.Tensor]) -> torch.Tensor:  # (B, n), (B, s) -> (B,)
+        raise NotImplementedError
+
+
+class SumMixer(Mixer):
+    """VDN: Σ_i x_i."""
+
+    monotone_convex = True
+
+    def mix(self, x, state):
+        return x.sum(dim=-1)
+
+
+class WeightedSumMixer(Mixer):
+    """Σ_i α_i x_i with fixed α_i ≥ 0 (the linear mixer of Proposition 4.5)."""
+
+    monotone_convex = True
+
+    def __init__(self, weights: Sequence[float] | torch.Tensor, state_dim: Optional[int] = None):
+        w = torch.as_tensor(weights, dtype=torch.get_default_dtype()).flatten()
+        if (w < 0).any():
+            raise ValueError(f"WeightedSumMixer needs non-negative weights (Prop. 4.5), got {w.tolist()}")
+        super().__init__(n_agents=w.numel(), state_dim=state_dim)
+        self.register_buffer("weights", w)  # (n,)
+
+    def mix(self, x, state):
+        return x @ self.weights.to(x.dtype)  # (B, n) @ (n,) -> (B,)
+
+
+def _hypernet(state_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
+    # Two fully-connected layers with a ReLU between (paper §4.3.1, as in QMIX).
+    return nn.Sequential(nn.Linear(state_dim, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
+
+
+class HyperMonotoneMixer(Mixer):
+    """Eq. 7/8: ``M(X; S) = ELU(X·|W1| + b1)·|W2| + b2`` with W1 (n×embed), b1 (embed), W2 (embed×1), b2 (1)
+    produced from S by hypernetworks. |·| keeps the weights non-negative and ELU is convex and non-decreasing,
+    so M is convex and non-decreasing in X for every state (Theorem 4.3 / Corollary 4.4). Biases stay signed.
+    """
+
+    monotone_convex = True
+
+    def __init__(self, n_agents: int, state_dim: int, embed_dim: int = 32, hypernet_hidden: int = 64):
+        super().__init__(n_agents, state_dim)
+        self.embed_dim = embed_dim
+        self.hyper_w1 = _hypernet(state_dim, hypernet_hidden, n_agents * embed_dim)
+        self.hyper_b1 = _hypernet(state_dim, hypernet_hidden, embed_dim)
+        self.hyper_w2 = _hypernet(state_dim, hypernet_hidden, embed_dim)
+        self.hyper_b2 = _hypernet(state_dim, hypernet_hidden, 1)
+
+    def mix(self, x, state):
+        B = x.shape[0]
+        w1 = self.hyper_w1(state).abs().view(B, self.n_agents, self.embed_dim)  # (B, n, E)
+        b1 = self.hyper_b1(state).view(B, 1, self.embed_dim)  # (B, 1, E)
+        w2 = self.hyper_w2(state).abs().view(B, self.embed_dim, 1)  # (B, E, 1)
+        b2 = self.hyper_b2(state).view(B, 1, 1)  # (B, 1, 1)
+        hidden = F.elu(torch.bmm(x.unsqueeze(1), w1) + b1)  # (B, 1, n) @ (B, n, E) -> (B, 1, E)
+        return (torch.bmm(hidden, w2) + b2).view(B)  # (B, 1, E) @ (B, E, 1) -> (B, 1, 1) -> (B,)
+
+
+# "none": no mixer, i.e. independent learners (IIQ); the loss then sums over agents.
+MIXERS = {"none": None, "vdn": SumMixer, "mifq": HyperMonotoneMixer}
+
+
+def make_mixer(name: str, n_agents: int, state_dim: Optional[int], **kwargs) -> Optional[Mixer]:
+    """Build the mixer registered as ``name`` (``None`` for ``"none"``); kwargs go to its constructor."""
+    if name not in MIXERS:
+        raise ValueError(f"unknown mixer {name!r}; choose one of {sorted(MIXERS)}")
+    cls = MIXERS[name]
+    return None if cls is None else cls(n_agents, state_dim, **kwargs)

@@ -1,0 +1,77 @@
+"""Masked soft-Q helpers (pure functions).
+
+Masks are float (or bool) tensors shaped like ``q`` (``(..., A)``) with 1 = available, 0 = not (padding, dead
+agents). Every row must have at least one available action (the team env guarantees the no-op for dead agents);
+a row with none gets the fill value instead of a meaningful result.
+
+MIFQ's local soft value is V_i(o_i) = α·log Σ_a exp(Q_i(o_i, a)/α) over available actions (paper §4.2.1, with the
+temperature α that IQ-Learn uses; the paper writes α = 1), and its policy is softmax(Q_i/α) (eq. 4).
+"""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+
+Alpha = Union[float, torch.Tensor]
+
+
+def _fill_value(dtype: torch.dtype) -> float:
+    # Large but finite: -inf would give NaN gradients (0 * inf) and NaN logsumexp on fully masked rows.
+    # Half precision cannot hold -1e9, so stay well inside the dtype's range.
+    return max(-1e9, torch.finfo(dtype).min / 2)
+
+
+def _check_mask(q: torch.Tensor, mask: Optional[torch.Tensor]) -> None:
+    if mask is not None and mask.shape != q.shape:
+        raise ValueError(f"mask must have the shape of q {tuple(q.shape)}, got {tuple(mask.shape)}")
+
+
+def _check_alpha(alpha: Alpha) -> None:
+    if not isinstance(alpha, torch.Tensor) and not alpha > 0:
+        raise ValueError(f"alpha (temperature) must be > 0, got {alpha}")
+
+
+def masked_q(q: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """``q`` with unavailable actions replaced by a large negative finite number. ``mask=None``: all available."""
+    if mask is None:
+        return q
+    _check_mask(q, mask)
+    # torch.where: masked entries get zero gradient, available ones pass theirs through unchanged.
+    return torch.where(mask > 0, q, torch.full_like(q, _fill_value(q.dtype)))
+
+
+def soft_value(q: torch.Tensor, mask: Optional[torch.Tensor], alpha: Alpha = 1.0) -> torch.Tensor:
+    """V = α·logsumexp(Q/α) over available actions: ``(..., A) -> (...)``, e.g. ``(B, n, A) -> (B, n)``.
+
+    Tends to max over available actions as α → 0. Convex in Q (log-sum-exp, Lemma A.1).
+    """
+    _check_alpha(alpha)
+    # Mask after scaling so the fill value stays finite for small α (fill/α could overflow to -inf).
+    return alpha * torch.logsumexp(masked_q(q / alpha, mask), dim=-1)
+
+
+def boltzmann_sample(
+    q: torch.Tensor,
+    mask: Optional[torch.Tensor],
+    alpha: Alpha = 1.0,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """Sample a ~ softmax(Q/α) restricted to available actions: ``(..., A) -> (...)`` int64.
+
+    An unavailable action has probability exactly 0, whatever its Q.
+    """
+    _check_alpha(alpha)
+    probs = torch.softmax(masked_q(q.detach() / alpha, mask), dim=-1)  # (..., A)
+    if mask is not None:
+        # exp(fill - max) already underflows to 0; multiplying by the mask makes it exact by construction.
+        probs = probs * (mask > 0).to(probs.dtype)
+    lead = probs.shape[:-1]
+    flat = probs.reshape(-1, probs.shape[-1])  # (N, A): multinomial wants 1-D or 2-D input
+    actions = torch.multinomial(flat, num_samples=1, generator=generator)  # (N, 1)
+    return actions.reshape(lead)  # (...)
+
+
+def greedy_actions(q: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """argmax of Q over available actions: ``(..., A) -> (...)`` int64."""
+    return masked_q(q, mask).argmax(dim=-1)
