@@ -87,26 +87,54 @@ class HyperMonotoneMixer(Mixer):
     """Eq. 7/8: ``M(X; S) = ELU(X·|W1| + b1)·|W2| + b2`` with W1 (n×embed), b1 (embed), W2 (embed×1), b2 (1)
     produced from S by hypernetworks. |·| keeps the weights non-negative and ELU is convex and non-decreasing,
     so M is convex and non-decreasing in X for every state (Theorem 4.3 / Corollary 4.4). Biases stay signed.
+
+    ``normalize=True`` rescales |W1| so each hidden unit's weights over agents sum to n_agents (the VDN scale)
+    and |W2| to sum to one, with a uniform share ``min_weight`` of every column (each agent keeps at least
+    min_weight of the VDN weight); ``bias=False`` drops b1 and b2. Minimising eq. 9 jointly over Q and the mixers
+    otherwise has degenerate directions: weights -> 0 or a state-conditioned bias b(S) make R^tot ignore the
+    local rewards (phi is then minimised by the bias alone), a constant shift of V^tot drives the value
+    term to -inf, and weights concentrated on the best agent let the others' rewards fall without bound. Both options keep the weights non-negative, so Theorem 4.3 still applies.
     """
 
     monotone_convex = True
 
-    def __init__(self, n_agents: int, state_dim: int, embed_dim: int = 32, hypernet_hidden: int = 64):
+    def __init__(
+        self,
+        n_agents: int,
+        state_dim: int,
+        embed_dim: int = 32,
+        hypernet_hidden: int = 64,
+        normalize: bool = False,
+        bias: bool = True,
+        min_weight: float = 0.0,
+    ):
         super().__init__(n_agents, state_dim)
         self.embed_dim = embed_dim
+        self.normalize = normalize
+        if not 0.0 <= min_weight <= 1.0 or (min_weight > 0 and not normalize):
+            raise ValueError(f"min_weight must be in [0, 1] and needs normalize=True, got {min_weight}")
+        self.min_weight = min_weight
         self.hyper_w1 = _hypernet(state_dim, hypernet_hidden, n_agents * embed_dim)
-        self.hyper_b1 = _hypernet(state_dim, hypernet_hidden, embed_dim)
         self.hyper_w2 = _hypernet(state_dim, hypernet_hidden, embed_dim)
-        self.hyper_b2 = _hypernet(state_dim, hypernet_hidden, 1)
+        self.hyper_b1 = _hypernet(state_dim, hypernet_hidden, embed_dim) if bias else None
+        self.hyper_b2 = _hypernet(state_dim, hypernet_hidden, 1) if bias else None
 
     def mix(self, x, state):
         B = x.shape[0]
         w1 = self.hyper_w1(state).abs().view(B, self.n_agents, self.embed_dim)  # (B, n, E)
-        b1 = self.hyper_b1(state).view(B, 1, self.embed_dim)  # (B, 1, E)
         w2 = self.hyper_w2(state).abs().view(B, self.embed_dim, 1)  # (B, E, 1)
-        b2 = self.hyper_b2(state).view(B, 1, 1)  # (B, 1, 1)
-        hidden = F.elu(torch.bmm(x.unsqueeze(1), w1) + b1)  # (B, 1, n) @ (B, n, E) -> (B, 1, E)
-        return (torch.bmm(hidden, w2) + b2).view(B)  # (B, 1, E) @ (B, E, 1) -> (B, 1, 1) -> (B,)
+        if self.normalize:
+            w1 = w1 / (w1.sum(dim=1, keepdim=True) + 1e-6)  # (B, n, E): each column sums to 1 over agents
+            # A uniform share keeps every agent in every hidden unit, so the mixer cannot drop an agent.
+            w1 = self.n_agents * (self.min_weight / self.n_agents + (1.0 - self.min_weight) * w1)
+            w2 = w2 / (w2.sum(dim=1, keepdim=True) + 1e-6)  # convex combination of hidden units
+        pre = torch.bmm(x.unsqueeze(1), w1)  # (B, 1, n) @ (B, n, E) -> (B, 1, E)
+        if self.hyper_b1 is not None:
+            pre = pre + self.hyper_b1(state).view(B, 1, self.embed_dim)  # (B, 1, E)
+        out = torch.bmm(F.elu(pre), w2).view(B)  # (B, 1, E) @ (B, E, 1) -> (B,)
+        if self.hyper_b2 is not None:
+            out = out + self.hyper_b2(state).view(B)
+        return out
 
 
 # "none": no mixer, i.e. independent learners (IIQ); the loss then sums over agents.

@@ -75,6 +75,12 @@ class MIFQConfig(AlgorithmConfig):
         self.mixer = "mifq"
         self.mixer_embed_dim = 32
         self.hypernet_hidden = 64
+        # Normalised non-negative mixer weights and no hypernetwork biases (see README "Deviations"): the
+        # paper's literal mixers let eq. 9 collapse (R^tot ignores Q, V^tot -> -inf). False/True = paper.
+        self.mixer_normalize = True
+        self.mixer_bias = False
+        # With mixer_normalize: uniform share of each agent's mixing weight (0 = free, 1 = VDN-like average).
+        self.mixer_min_weight = 0.5
         # Shared per-agent Q network: MLP hidden sizes, one-hot agent id appended to each agent's obs.
         self.hidden = [128, 128]
         self.add_agent_id = True
@@ -99,6 +105,9 @@ class MIFQConfig(AlgorithmConfig):
         # Sample several steps per env runner round trip (the default "auto" means 1 for off-policy).
         self.rollout_fragment_length = 50
         self.evaluation(evaluation_config=AlgorithmConfig.overrides(explore=False))
+        from rllib_mil.callbacks import TeamMetricsCallback
+
+        self.callbacks(TeamMetricsCallback)
         self.min_sample_timesteps_per_iteration = 0
         self.min_time_s_per_iteration = None
 
@@ -113,6 +122,9 @@ class MIFQConfig(AlgorithmConfig):
         mixer: Optional[str] = NotProvided,
         mixer_embed_dim: Optional[int] = NotProvided,
         hypernet_hidden: Optional[int] = NotProvided,
+        mixer_normalize: Optional[bool] = NotProvided,
+        mixer_bias: Optional[bool] = NotProvided,
+        mixer_min_weight: Optional[float] = NotProvided,
         hidden=NotProvided,
         add_agent_id: Optional[bool] = NotProvided,
         use_target_network: Optional[bool] = NotProvided,
@@ -133,6 +145,9 @@ class MIFQConfig(AlgorithmConfig):
             mixer=mixer,
             mixer_embed_dim=mixer_embed_dim,
             hypernet_hidden=hypernet_hidden,
+            mixer_normalize=mixer_normalize,
+            mixer_bias=mixer_bias,
+            mixer_min_weight=mixer_min_weight,
             hidden=hidden,
             add_agent_id=add_agent_id,
             use_target_network=use_target_network,
@@ -197,6 +212,9 @@ class MIFQConfig(AlgorithmConfig):
             "mixer": self.mixer,
             "mixer_embed_dim": self.mixer_embed_dim,
             "hypernet_hidden": self.hypernet_hidden,
+            "mixer_normalize": self.mixer_normalize,
+            "mixer_bias": self.mixer_bias,
+            "mixer_min_weight": self.mixer_min_weight,
             "rollout_alpha": self.alpha if self.rollout_alpha is None else self.rollout_alpha,
         }
 

@@ -45,7 +45,7 @@ class MIFQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
     """Team soft-Q module. ``model_config`` keys (filled from ``MIFQConfig``):
 
     hidden (list[int]), add_agent_id (bool), mixer ("mifq" | "vdn" | "none"), mixer_embed_dim (int),
-    hypernet_hidden (int), rollout_alpha (float or schedule [[t, alpha], ...]: Boltzmann temperature of
+    hypernet_hidden (int), mixer_normalize (bool), mixer_bias (bool), rollout_alpha (float or schedule [[t, alpha], ...]: Boltzmann temperature of
     rollouts; the learner's soft values use ``MIFQConfig.alpha``).
     """
 
@@ -65,7 +65,11 @@ class MIFQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         mixer_kwargs = {}
         if mc.get("mixer", "mifq") == "mifq":
             mixer_kwargs = dict(
-                embed_dim=mc.get("mixer_embed_dim", 32), hypernet_hidden=mc.get("hypernet_hidden", 64)
+                embed_dim=mc.get("mixer_embed_dim", 32),
+                hypernet_hidden=mc.get("hypernet_hidden", 64),
+                normalize=mc.get("mixer_normalize", True),
+                bias=mc.get("mixer_bias", False),
+                min_weight=mc.get("mixer_min_weight", 0.5) if mc.get("mixer_normalize", True) else 0.0,
             )
         # Separate V and R mixers (eq. 7 and 8); None = independent learning (IIQ).
         self.v_mixer = make_mixer(mc.get("mixer", "mifq"), self.n_agents, state_dim, **mixer_kwargs)

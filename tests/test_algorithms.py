@@ -1,0 +1,314 @@
+"""Integration tests of every registered algorithm on real team envs, in-process (num_env_runners=0).
+
+Parametrized over ``rllib_mil.algorithms.registry.ALGORITHMS``: a newly registered algorithm is tested by being
+registered. One Ray instance (``ray_session``) and one demonstrations cache (``demo_cache``) serve all tests.
+"""
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.core.columns import Columns
+
+import rllib_mil  # noqa: F401  (registers env ids and algorithm names)
+from rllib_mil.algorithms.mifq import mifq_learner
+from rllib_mil.algorithms.registry import ALGORITHMS
+from rllib_mil.data.demos import DemoValidationError, collect_demos
+from rllib_mil.envs import ACTION_MASK, OBS, make_team_env
+from rllib_mil.evaluation import evaluate_checkpoint, load_team_module
+
+ALGO_NAMES = sorted(ALGORITHMS)
+MODULE_ID = "default_policy"
+
+SPREAD = "mpe/simple_spread"
+SPEAKER_LISTENER = "mpe/simple_speaker_listener"
+
+# Small, fast settings: 25 env steps per iteration, learning starts in iteration 2.
+FRAGMENT = 25
+LEARNING_STARTS = 2 * FRAGMENT
+UPDATES = 2
+EXPERT_BATCH = 32
+TRAIN_BATCH = 64
+TRAIN_ITERS = 4
+SMALL_DEMOS = {"expert": "scripted", "episodes": 4, "seed": 0}
+
+REQUIRED_LEARNER_METRICS = ("loss", "reward_term", "value_term", "q_mean", "q_abs_max", "expert_batch_share")
+
+
+def make_config(name, env=SPREAD, env_config=None, expert_data=None, **training):
+    """A small, fail-fast config of the registered algorithm ``name``."""
+    _, config_cls = ALGORITHMS[name]
+    training = {
+        "expert_data": SMALL_DEMOS if expert_data is None else expert_data,
+        "num_steps_sampled_before_learning_starts": LEARNING_STARTS,
+        "num_updates_per_iteration": UPDATES,
+        "expert_batch_size": EXPERT_BATCH,
+        "train_batch_size_per_learner": TRAIN_BATCH,
+        **training,
+    }
+    return (
+        config_cls()
+        .environment(env, env_config=dict(env_config or {}))
+        .training(**training)
+        .env_runners(num_env_runners=0, rollout_fragment_length=FRAGMENT)
+        .fault_tolerance(restart_failed_env_runners=False)
+    )
+
+
+def learner_module(algo):
+    """The learner's (full, non-inference-only) team module of a local learner group."""
+    return algo.learner_group._learner.module[MODULE_ID]
+
+
+def learner_weights(algo):
+    """Learner-side module state (Q net, target net, mixers) as numpy arrays."""
+    return algo.learner_group.get_weights()[MODULE_ID]
+
+
+def team_obs_batch(env_id, n=48, seed=0, env_config=None):
+    """A batch of real team observations (random-action rollouts) in the module's input format."""
+    env = make_team_env(env_id, env_config)
+    env.action_space.seed(seed)
+    rows = []
+    obs, _ = env.reset(seed=seed)
+    while len(rows) < n:
+        rows.append(obs)
+        obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            obs, _ = env.reset()
+    env.close()
+    return {Columns.OBS: {k: torch.as_tensor(np.stack([r[k] for r in rows])) for k in rows[0]}}
+
+
+def assert_state_equal(a, b):
+    assert set(a) == set(b), (sorted(a), sorted(b))
+    for k in a:
+        np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]), err_msg=k)
+
+
+def state_differs(a, b):
+    return any(not np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a)
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module", params=ALGO_NAMES)
+def trained(request, ray_session):
+    """One algorithm per registered name, built on simple_spread and trained TRAIN_ITERS iterations (learning
+    starts in the 2nd). Shared by the tests below that only read it."""
+    name = request.param
+    algo = make_config(name).build_algo()
+    try:
+        initial = {k: np.array(v, copy=True) for k, v in learner_weights(algo).items()}
+        results = [algo.train() for _ in range(TRAIN_ITERS)]
+        yield SimpleNamespace(name=name, algo=algo, initial=initial, results=results)
+    finally:
+        algo.stop()
+
+
+@pytest.fixture
+def build(ray_session):
+    """build(config) -> algorithm, stopped at teardown."""
+    algos = []
+
+    def _build(config):
+        algo = config.build_algo()
+        algos.append(algo)
+        return algo
+
+    yield _build
+    for algo in algos:
+        algo.stop()
+
+
+# ------------------------------------------------------------------------------------------------ training
+def test_trains_and_reports_learner_metrics(trained):
+    first, last = trained.results[0], trained.results[-1]
+    # Learning starts only once `num_steps_sampled_before_learning_starts` env steps were sampled.
+    assert first["num_env_steps_sampled_lifetime"] == FRAGMENT
+    assert MODULE_ID not in first.get("learners", {}), "learner updated before learning starts"
+    assert last["training_iteration"] == TRAIN_ITERS
+    assert last["num_env_steps_sampled_lifetime"] == TRAIN_ITERS * FRAGMENT
+
+    stats = last["learners"][MODULE_ID]
+    for key in REQUIRED_LEARNER_METRICS:
+        assert key in stats, f"learner metric {key!r} missing; got {sorted(stats)}"
+        assert math.isfinite(float(stats[key])), (key, stats[key])
+    assert float(stats["expert_batch_share"]) == pytest.approx(EXPERT_BATCH / (EXPERT_BATCH + TRAIN_BATCH))
+    assert float(stats["q_abs_max"]) >= abs(float(stats["q_mean"])) - 1e-6
+    # num_updates_per_iteration updates of train_batch_size_per_learner replay rows in each learning iteration.
+    learning_iters = TRAIN_ITERS - LEARNING_STARTS // FRAGMENT + 1
+    assert float(stats["num_module_steps_trained_lifetime"]) == learning_iters * UPDATES * TRAIN_BATCH
+
+    # The updates really changed the Q network.
+    now = learner_weights(trained.algo)
+    q_keys = [k for k in now if k.startswith("q_net.")]
+    assert q_keys, sorted(now)
+    assert state_differs({k: now[k] for k in q_keys}, {k: trained.initial[k] for k in q_keys})
+
+
+def test_env_runner_module_is_inference_only_and_synced(trained):
+    algo = trained.algo
+    er_module = algo.env_runner.module
+    er_module = er_module[MODULE_ID] if hasattr(er_module, "keys") else er_module
+    full = learner_module(algo)
+
+    assert er_module.inference_only
+    assert not full.inference_only
+    # Mixers and the target network live on the learner only.
+    # (IIQ has no mixers at all: its `v_mixer` / `r_mixer` are None on both sides.)
+    mixer = algo.config.mixer
+    for attr in ("v_mixer", "r_mixer", "_target_q_net"):
+        assert getattr(er_module, attr, None) is None, f"env-runner module carries {attr}"
+        if attr == "_target_q_net" or mixer != "none":
+            assert isinstance(getattr(full, attr, None), torch.nn.Module), f"learner module lacks {attr}"
+    if trained.name == "MIFQ":
+        assert mixer == "mifq"
+        assert not hasattr(er_module, "v_mixer")
+        # The state-conditioned mixers have parameters of their own, none of them on the env runner.
+        assert any(True for _ in full.v_mixer.parameters())
+    er_names = {n for n, _ in er_module.named_parameters()}
+    assert er_names and all(n.startswith("q_net.") for n in er_names), sorted(er_names)
+
+    # After training, the env runner acts with the learner's current Q network.
+    learner_q = {k: v for k, v in learner_weights(algo).items() if k.startswith("q_net.")}
+    er_q = {k: v.detach().cpu().numpy() for k, v in er_module.state_dict().items()}
+    assert_state_equal(er_q, learner_q)
+
+
+# ------------------------------------------------------------------------------------------------ masks
+@pytest.mark.parametrize("name", ALGO_NAMES)
+def test_rollouts_respect_action_masks(name, build):
+    """simple_speaker_listener: the speaker has 3 real actions padded to 5. With a near-uniform rollout
+    temperature, ignoring the mask would pick a padded action ~40% of the speaker's steps."""
+    algo = build(make_config(name, env=SPEAKER_LISTENER, rollout_alpha=1000.0))
+    episodes = algo.env_runner.sample(num_timesteps=250, explore=True)
+    steps, chosen = 0, {}
+    for ep in episodes:
+        obs = ep.get_observations()
+        actions = np.asarray(ep.get_actions())  # (T, n_agents)
+        # (T + 1, n_agents, n_actions): a dict of arrays once numpy-ized, else a list of per-step dicts.
+        masks = np.asarray(obs[ACTION_MASK] if isinstance(obs, dict) else [o[ACTION_MASK] for o in obs])
+        assert actions.ndim == 2 and masks.shape[0] >= actions.shape[0]
+        masks = masks[: actions.shape[0]]
+        avail = np.take_along_axis(masks, actions[..., None], axis=-1)[..., 0]
+        bad = np.argwhere(avail < 0.5)
+        assert bad.size == 0, f"unavailable action sampled: t={bad[0][0]} agent={bad[0][1]} action=" \
+                              f"{actions[tuple(bad[0])]} mask={masks[bad[0][0], bad[0][1]]}"
+        steps += actions.shape[0]
+        for agent in range(actions.shape[1]):
+            chosen.setdefault(agent, set()).update(actions[:, agent].tolist())
+    assert steps >= 250
+    # The test is meaningful: the speaker's padded actions are masked, and both agents explore their real ones.
+    n_actions = masks.shape[-1]
+    avail = [{int(a) for a in np.flatnonzero(masks[0, i] > 0.5)} for i in range(masks.shape[1])]
+    assert n_actions == 5 and sorted(len(a) for a in avail) == [3, 5], avail
+    for agent, agent_avail in enumerate(avail):
+        assert chosen[agent] == agent_avail, (agent, chosen[agent], agent_avail)
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+def test_checkpoint_round_trip(trained, tmp_path):
+    algo = trained.algo
+    path = str(tmp_path / "ckpt")
+    algo.save_to_path(path)
+
+    restored = Algorithm.from_checkpoint(path)
+    try:
+        assert type(restored) is type(algo)
+        assert restored.config.mixer == algo.config.mixer
+        # Full learner state (Q net, target net, mixers) restored exactly.
+        assert_state_equal(learner_weights(restored), learner_weights(algo))
+
+        batch = team_obs_batch(SPREAD)
+        modules = {
+            "original env runner": algo.env_runner.module,
+            "restored env runner": restored.env_runner.module,
+            "restored learner": learner_module(restored),
+            "evaluation loader": load_team_module(path)[0],
+        }
+        with torch.no_grad():
+            ref_actions = learner_module(algo).forward_inference(batch)[Columns.ACTIONS]
+            ref_q = learner_module(algo).q_values(batch[Columns.OBS][OBS])
+            assert ref_actions.shape == batch[Columns.OBS][ACTION_MASK].shape[:2]
+            for what, module in modules.items():
+                module.eval()
+                actions = module.forward_inference(batch)[Columns.ACTIONS]
+                assert torch.equal(actions, ref_actions), f"greedy actions differ: {what}"
+                assert torch.equal(module.q_values(batch[Columns.OBS][OBS]), ref_q), f"Q values differ: {what}"
+
+        # The restored algorithm keeps training.
+        result = restored.train()
+        assert result["training_iteration"] == TRAIN_ITERS + 1
+        assert math.isfinite(float(result["learners"][MODULE_ID]["loss"]))
+    finally:
+        restored.stop()
+
+    res = evaluate_checkpoint(path, episodes=2)
+    assert res["episodes"] == 2 and res["env"] == SPREAD
+    assert math.isfinite(res["return_mean"]) and res["return_mean"] < 0.0  # MPE spread costs are negative
+
+
+# ------------------------------------------------------------------------------------------------ errors
+@pytest.mark.parametrize("name", ALGO_NAMES)
+def test_missing_expert_data_fails_validation(name):
+    _, config_cls = ALGORITHMS[name]
+    config = config_cls().environment(SPREAD)
+    with pytest.raises(ValueError, match="expert_data"):
+        config.validate()
+    # Positive control: the same config with demonstrations validates.
+    config_cls().environment(SPREAD).training(expert_data=SMALL_DEMOS).validate()
+
+
+@pytest.fixture(scope="module")
+def spread_n3_demos(tmp_path_factory):
+    path = tmp_path_factory.mktemp("demos") / "spread_n3.parquet"
+    return collect_demos(SPREAD, {"N": 3}, "scripted", 2, 0, path)
+
+
+@pytest.mark.parametrize("name", ALGO_NAMES)
+@pytest.mark.parametrize(
+    "env,env_config,expected",
+    [
+        (SPREAD, {"N": 4}, ["n_agents=3", "n_agents=4"]),
+        ("mpe/simple_reference", {}, ["'mpe/simple_spread'", "'mpe/simple_reference'"]),
+    ],
+    ids=["spread-N4", "reference"],
+)
+def test_mismatched_demos_fail_at_build(name, env, env_config, expected, spread_n3_demos, build):
+    config = make_config(name, env=env, env_config=env_config, expert_data=spread_n3_demos)
+    with pytest.raises(DemoValidationError) as info:
+        build(config)
+    msg = str(info.value)
+    for part in expected:
+        assert part in msg, msg
+    assert spread_n3_demos in msg
+    assert "demos collect" in msg  # tells how to fix it
+
+
+def test_mismatched_demos_fail_on_driver_with_remote_learner(spread_n3_demos, build):
+    """With a remote learner the mismatch must still surface as the plain DemoValidationError, raised on the
+    driver before any actor starts (not as an actor-creation error from inside the learner)."""
+    config = make_config("MIFQ", env_config={"N": 4}, expert_data=spread_n3_demos).learners(num_learners=1)
+    with pytest.raises(DemoValidationError) as info:
+        build(config)
+    assert type(info.value) is DemoValidationError, type(info.value)
+    assert "n_agents=3" in str(info.value) and "n_agents=4" in str(info.value)
+
+
+def test_non_finite_loss_raises(build, monkeypatch):
+    original = mifq_learner.mifq_loss
+
+    def nan_loss(*args, **kwargs):
+        loss, terms = original(*args, **kwargs)
+        return loss * float("nan"), terms
+
+    algo = build(make_config("MIFQ"))
+    monkeypatch.setattr(mifq_learner, "mifq_loss", nan_loss)
+    with pytest.raises(FloatingPointError, match="not finite") as info:
+        for _ in range(LEARNING_STARTS // FRAGMENT + 1):
+            algo.train()
+    msg = str(info.value)
+    assert "nan" in msg.lower()
+    assert "lr" in msg and "alpha" in msg  # says what to change
