@@ -8,8 +8,8 @@ run, on the same evaluation seeds as the learned policies.
 Usage (each run writes one JSON line per (task, algo, seed) into --out; --shard i/k splits the grid so two
 processes can share a 2-CPU machine; --report aggregates into a markdown table and a learning-curve PNG):
 
-    python benchmarks/mifq_mpe.py --seeds 0 1 2 --env-steps 30000 --out results/mifq_mpe.jsonl --shard 0/2
-    python benchmarks/mifq_mpe.py --seeds 0 1 2 --env-steps 30000 --out results/mifq_mpe.jsonl --shard 1/2
+    python benchmarks/mifq_mpe.py --seeds 0 1 2 --env-steps 8000 --out results/mifq_mpe.jsonl --shard 0/2
+    python benchmarks/mifq_mpe.py --seeds 0 1 2 --env-steps 8000 --out results/mifq_mpe.jsonl --shard 1/2
     python benchmarks/mifq_mpe.py --report results/mifq_mpe.jsonl --docs docs
 """
 
@@ -24,21 +24,6 @@ import numpy as np
 
 TASKS = ["mpe/simple_spread", "mpe/simple_reference", "mpe/simple_speaker_listener"]
 ALGOS = ["MIFQ", "IIQ", "IQVDN"]
-
-
-class ModulePolicy:
-    """Greedy decentralized policy of a learner's team module (the shared per-agent Q network)."""
-
-    def __init__(self, module):
-        self.module = module
-
-    def act(self, team_obs, rng):
-        import torch
-        from ray.rllib.core.columns import Columns
-
-        with torch.no_grad():
-            batch = {Columns.OBS: {k: torch.as_tensor(v)[None] for k, v in team_obs.items()}}
-            return self.module.forward_inference(batch)[Columns.ACTIONS][0].numpy()
 
 
 def reference_returns(task, demos_episodes, eval_episodes, eval_seed):
@@ -56,7 +41,7 @@ def reference_returns(task, demos_episodes, eval_episodes, eval_seed):
 def run_one(task, algo_name, seed, args):
     from rllib_mil.algorithms.registry import get_algorithm
     from rllib_mil.envs import make_team_env
-    from rllib_mil.evaluation import run_episodes
+    from rllib_mil.evaluation import ModulePolicy, run_episodes
 
     _, config_cls = get_algorithm(algo_name)
     config = (
@@ -67,6 +52,7 @@ def run_one(task, algo_name, seed, args):
             lr=args.lr,
             alpha=args.alpha,
             num_updates_per_iteration=args.updates_per_iteration,
+            train_batch_size_per_learner=args.replay_batch,
             num_steps_sampled_before_learning_starts=1000,
         )
         .env_runners(num_env_runners=0, num_envs_per_env_runner=4, rollout_fragment_length=25)
@@ -95,11 +81,12 @@ def main(argv=None):
     p.add_argument("--algos", nargs="+", default=ALGOS)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--demos", type=int, default=128, help="expert episodes (paper: 128 for MPE)")
-    p.add_argument("--env-steps", type=int, default=30_000, help="env-step budget per run")
-    p.add_argument("--updates-per-iteration", type=int, default=25, help="learner updates per 100 env steps")
+    p.add_argument("--env-steps", type=int, default=8_000, help="env-step budget per run")
+    p.add_argument("--updates-per-iteration", type=int, default=50, help="learner updates per 100 env steps")
+    p.add_argument("--replay-batch", type=int, default=64, help="replay rows per update (expert rows: 128)")
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--alpha", type=float, default=0.01)
-    p.add_argument("--eval-every", type=int, default=50, help="iterations between learning-curve points")
+    p.add_argument("--eval-every", type=int, default=10, help="iterations between learning-curve points")
     p.add_argument("--curve-episodes", type=int, default=10)
     p.add_argument("--eval-episodes", type=int, default=50)
     p.add_argument("--eval-seed", type=int, default=100_000)
@@ -112,9 +99,11 @@ def main(argv=None):
         return report(args.report, args.docs)
 
     import ray
+    import torch
 
     import rllib_mil  # noqa: F401
 
+    torch.set_num_threads(1)  # two shards share a 2-CPU machine
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     shard_i, shard_k = (int(x) for x in args.shard.split("/"))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
@@ -133,7 +122,7 @@ def main(argv=None):
             "expert_return": r_exp, "random_return": r_rand,
             "score": (r["return"] - r_rand) / (r_exp - r_rand),
             "env_steps": args.env_steps, "demos": args.demos, "lr": args.lr, "alpha": args.alpha,
-            "updates_per_iteration": args.updates_per_iteration, "eval_episodes": args.eval_episodes,
+            "updates_per_iteration": args.updates_per_iteration, "replay_batch": args.replay_batch, "eval_episodes": args.eval_episodes,
             "wall_s": r["wall_s"], "curve": r["curve"],
         }
         print(f"RESULT {task} {algo_name} seed={seed} return={r['return']:.2f} score={row['score']:.3f}", flush=True)

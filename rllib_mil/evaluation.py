@@ -10,7 +10,6 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from rllib_mil.envs.contract import INFO_BATTLE_WON
 from rllib_mil.envs.registry import make_team_env
 
 MODULE_SUBDIR = os.path.join("learner_group", "learner", "rl_module", "default_policy")
@@ -59,51 +58,65 @@ def _batch(team_obs: Dict[str, np.ndarray]) -> Dict[str, Any]:
     return {Columns.OBS: {k: torch.as_tensor(v)[None] for k, v in team_obs.items()}}
 
 
-class CheckpointExpert:
+class ModulePolicy:
+    """A team RLModule as an ``Expert``-style policy: greedy (``forward_inference``) or Boltzmann actions.
+
+    Decentralized: the module applies its shared per-agent network to each agent's own observation row.
+    """
+
+    def __init__(self, module, stochastic: bool = False):
+        self.module = module
+        self.stochastic = stochastic
+
+    @torch.no_grad()
+    def act(self, team_obs: Dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
+        from ray.rllib.core.columns import Columns
+
+        batch = _batch(team_obs)
+        out = self.module.forward_exploration(batch, t=0) if self.stochastic else self.module.forward_inference(batch)
+        return out[Columns.ACTIONS][0].cpu().numpy().astype(np.int64)
+
+
+class CheckpointExpert(ModulePolicy):
     """A trained checkpoint used as demonstration expert (greedy or Boltzmann actions)."""
 
     def __init__(self, path: str, env_id: Optional[str] = None, stochastic: bool = False):
-        from ray.rllib.core.columns import Columns
-
-        self._actions_key = Columns.ACTIONS
-        self.module, self.config = load_team_module(path)
+        module, self.config = load_team_module(path)
         if env_id is not None and self.config.env != env_id:
             raise ValueError(
                 f"Checkpoint {path} was trained on env {self.config.env!r}, not {env_id!r}: collect demos for "
                 f"{self.config.env!r} or pass a checkpoint trained on {env_id!r}."
             )
-        self.stochastic = stochastic
+        super().__init__(module, stochastic=stochastic)
         self.name = f"checkpoint:{os.path.abspath(path)}"
-
-    @torch.no_grad()
-    def act(self, team_obs: Dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
-        batch = _batch(team_obs)
-        out = self.module.forward_exploration(batch, t=0) if self.stochastic else self.module.forward_inference(batch)
-        return out[self._actions_key][0].cpu().numpy().astype(np.int64)
 
 
 def expert_from_arg(arg: str, env_id: str, env_config: Optional[Dict] = None):
-    """`scripted` / `random` stay names; anything else is a checkpoint path."""
+    """`scripted` / `random` stay names; anything else is a checkpoint path, checked against the target env."""
     if arg in ("scripted", "random"):
         return arg
-    return CheckpointExpert(arg, env_id=env_id)
+    expert = CheckpointExpert(arg, env_id=env_id)
+    env = make_team_env(env_id, dict(env_config or {}))
+    try:
+        want, have = expert.module.observation_space, env.observation_space
+        if any(want[k].shape != have[k].shape for k in have.spaces):
+            shapes = lambda space: {k: space[k].shape for k in space.spaces}  # noqa: E731
+            raise ValueError(
+                f"Checkpoint {arg} was trained on {env_id} with observation shapes {shapes(want)}, but "
+                f"env_config {dict(env_config or {})} gives {shapes(have)}: use the checkpoint's env_config "
+                f"({dict(expert.config.env_config or {})}) or a checkpoint trained on this one."
+            )
+    finally:
+        env.close()
+    return expert
 
 
 def run_episodes(env, policy, episodes: int, seed: int) -> Dict[str, Any]:
     """Mean/std team return (and win rate where the env reports one) of ``policy.act`` over episodes."""
-    rng = np.random.default_rng(seed)
-    returns, wins = [], []
-    for k in range(episodes):
-        obs, info = env.reset(seed=seed + k)
-        total, done = 0.0, False
-        while not done:
-            obs, reward, terminated, truncated, info = env.step(policy.act(obs, rng))
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-        if INFO_BATTLE_WON in info:
-            wins.append(float(bool(info[INFO_BATTLE_WON])))
-    res = {"episodes": episodes, "seed": seed, "return_mean": float(np.mean(returns)), "return_std": float(np.std(returns))}
+    from rllib_mil.data.experts import episode_outcomes
+
+    returns, wins = episode_outcomes(env, policy, episodes, seed)
+    res = {"episodes": episodes, "seed": seed, "return_mean": float(returns.mean()), "return_std": float(returns.std())}
     if wins:
         res["win_rate"] = float(np.mean(wins))
     return res

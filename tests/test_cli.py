@@ -89,23 +89,23 @@ def run_cli(args, env, timeout=120):
     )
     try:
         out, err = proc.communicate(timeout=timeout)
-        timed_out = False
     except subprocess.TimeoutExpired:
-        timed_out = True
-    if timed_out:
         try:
-            os.killpg(proc.pid, signal.SIGKILL)  # our own child's group (it is still alive: not yet reaped)
+            os.killpg(proc.pid, signal.SIGKILL)  # our own child's group (its leader is not reaped yet)
         except ProcessLookupError:
             pass
         out, err = proc.communicate()
-    result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-    if timed_out:
+        result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
         pytest.fail(f"`rllib {' '.join(args)}` did not finish within {timeout}s\n{explain(result)}")
-    return result
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def explain(proc):
-    return f"exit code {proc.returncode}\n--- stdout ---\n{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-6000:]}"
+    """Exit code and output tails, for assertion messages."""
+    return (
+        f"exit code {proc.returncode}\n--- stdout ---\n{proc.stdout[-6000:]}\n"
+        f"--- stderr ---\n{proc.stderr[-6000:]}"
+    )
 
 
 def write_yaml(path, exp_name=EXP, **exp):
@@ -160,6 +160,25 @@ def test_evaluate_checkpoint_of_cli_run(smoke_run, cli_env):
     res = json.loads(ev.stdout[ev.stdout.index("{"):])
     assert res["episodes"] == 2 and res["env"] == SPREAD
     assert math.isfinite(res["return_mean"])
+
+
+def test_checkpoint_as_demonstration_expert(smoke_run, cli_env, tmp_path):
+    proc, storage = smoke_run
+    assert proc.returncode == 0, explain(proc)
+    (checkpoint,) = glob.glob(str(storage / EXP / "*" / "checkpoint_*"))
+    out = tmp_path / "from_ckpt.parquet"
+    col = run_cli(["demos", "collect", "--env", SPREAD, "--expert", checkpoint, "--episodes", "2", "--out", str(out)],
+                  cli_env)
+    assert col.returncode == 0, explain(col)
+    demos = read_demos(out)
+    assert demos.n_episodes == 2 and checkpoint in demos.metadata[S.META_EXPERT]
+    # The same checkpoint (trained with N=3) cannot act in a 4-agent spread: refused before any rollout.
+    bad = tmp_path / "bad.parquet"
+    col = run_cli(["demos", "collect", "--env", SPREAD, "--env-config", '{"N": 4}', "--expert", checkpoint,
+                   "--episodes", "1", "--out", str(bad)], cli_env)
+    assert col.returncode == 2, explain(col)
+    assert "observation shapes" in col.stderr and "Traceback" not in col.stderr, explain(col)
+    assert not bad.exists()
 
 
 # ------------------------------------------------------------------------------------------------ config errors

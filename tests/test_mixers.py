@@ -28,7 +28,25 @@ def _monotone_convex_mixers():
         WeightedSumMixer([0.0, 0.5, 1.0, 3.0], state_dim=S),
         HyperMonotoneMixer(N, S, embed_dim=8, hypernet_hidden=16),
         HyperMonotoneMixer(N, S),  # default sizes
+        # MIFQ's default: normalised weights with a uniform floor, no hypernetwork biases.
+        HyperMonotoneMixer(N, S, embed_dim=8, hypernet_hidden=16, normalize=True, bias=False, min_weight=0.5),
     ]
+
+
+def test_normalised_mixer_keeps_every_agent_and_vdn_scale():
+    torch.manual_seed(1)
+    m = HyperMonotoneMixer(N, S, embed_dim=8, hypernet_hidden=16, normalize=True, bias=False, min_weight=0.5)
+    state = torch.randn(32, S)
+    x = torch.rand(32, N) + 0.1  # positive inputs: ELU is the identity there
+    # No bias and weights summing to n over agents: equal inputs c give exactly n * c (the VDN value).
+    c = torch.full((32, N), 0.7)
+    torch.testing.assert_close(m(c, state), torch.full((32,), N * 0.7), rtol=1e-4, atol=1e-4)
+    # Every agent keeps at least min_weight of its VDN weight: dM/dx_i >= 0.5 for positive inputs.
+    x.requires_grad_(True)
+    (grad,) = torch.autograd.grad(m(x, state).sum(), x)
+    assert (grad >= 0.5 - 1e-4).all(), grad.min()
+    with pytest.raises(ValueError, match="min_weight"):
+        HyperMonotoneMixer(N, S, min_weight=0.5)  # a floor needs normalised weights
 
 
 # ---------------------------------------------------------------- shape checks

@@ -240,15 +240,26 @@ def make_expert(name: str, env) -> Expert:
     raise ValueError(f"Unknown expert {name!r}; choose one of {list(EXPERT_NAMES)} or pass an Expert instance")
 
 
-def run_episodes(env, expert: Expert, episodes: int, seed: int) -> np.ndarray:
-    """Team returns of ``episodes`` episodes; episode k is reset with ``seed + k``, the expert's rng with seed."""
+def episode_outcomes(env, expert: Expert, episodes: int, seed: int) -> tuple[np.ndarray, list[bool]]:
+    """(team returns, battle_won flags where the env reports them) of ``episodes`` episodes; episode k is reset
+    with ``seed + k``, the expert's rng with ``seed``."""
+    from rllib_mil.envs.contract import INFO_BATTLE_WON
+
     rng = np.random.default_rng(seed)
     returns = np.zeros(episodes)
+    wins: list[bool] = []
     for k in range(episodes):
-        obs, _ = env.reset(seed=seed + k)
+        obs, info = env.reset(seed=seed + k)
         done = False
         while not done:
-            obs, reward, terminated, truncated, _ = env.step(expert.act(obs, rng))
+            obs, reward, terminated, truncated, info = env.step(expert.act(obs, rng))
             returns[k] += reward
             done = terminated or truncated
-    return returns
+        if INFO_BATTLE_WON in info:
+            wins.append(bool(info[INFO_BATTLE_WON]))
+    return returns, wins
+
+
+def run_episodes(env, expert: Expert, episodes: int, seed: int) -> np.ndarray:
+    """Team returns of ``episodes`` episodes (see ``episode_outcomes``)."""
+    return episode_outcomes(env, expert, episodes, seed)[0]
