@@ -18,9 +18,6 @@ import json
 import os
 import sys
 import time
-from collections import defaultdict
-
-import numpy as np
 
 TASKS = ["mpe/simple_spread", "mpe/simple_reference", "mpe/simple_speaker_listener"]
 ALGOS = ["MIFQ", "IIQ", "IQVDN"]
@@ -96,7 +93,10 @@ def main(argv=None):
     p.add_argument("--docs", default="docs", help="where --report writes the table and the PNG")
     args = p.parse_args(argv)
     if args.report:
-        return report(args.report, args.docs)
+        from rllib_mil.report import benchmark_report
+
+        benchmark_report(args.report, args.docs, name="mifq_mpe", title="MIFQ / IIQ / IQVDN on MPE (benchmarks/mifq_mpe.py)")
+        return 0
 
     import ray
     import torch
@@ -128,71 +128,6 @@ def main(argv=None):
         print(f"RESULT {task} {algo_name} seed={seed} return={r['return']:.2f} score={row['score']:.3f}", flush=True)
         with open(args.out, "a") as f:
             f.write(json.dumps(row) + "\n")
-    return 0
-
-
-def report(path, docs):
-    rows = [json.loads(line) for line in open(path) if line.strip()]
-    by = defaultdict(list)
-    for r in rows:
-        by[(r["task"], r["algo"])].append(r)
-    tasks = sorted({r["task"] for r in rows}, key=lambda t: TASKS.index(t) if t in TASKS else 99)
-    algos = [a for a in ALGOS if any(r["algo"] == a for r in rows)]
-    lines = ["| task | expert | random | " + " | ".join(f"{a} score (return)" for a in algos) + " |",
-             "|---|---|---|" + "---|" * len(algos)]
-    for t in tasks:
-        ref = next(r for r in rows if r["task"] == t)
-        cells = []
-        for a in algos:
-            rs = by.get((t, a), [])
-            if not rs:
-                cells.append("-")
-                continue
-            sc = np.array([r["score"] for r in rs])
-            ret = np.array([r["return"] for r in rs])
-            cells.append(f"{sc.mean():.2f} ± {sc.std():.2f} ({ret.mean():.1f}; n={len(rs)})")
-        lines.append(f"| {t} | {ref['expert_return']:.1f} | {ref['random_return']:.1f} | " + " | ".join(cells) + " |")
-    r0 = rows[0]
-    lines.append("")
-    lines.append(
-        f"Budget: {r0['env_steps']} env steps per run, {r0['updates_per_iteration']} updates per 100 env steps, "
-        f"{r0['demos']} scripted-expert episodes, lr={r0['lr']}, alpha={r0['alpha']}; greedy evaluation on "
-        f"{r0['eval_episodes']} episodes; seeds {sorted({r['seed'] for r in rows})}; mean wall time per run "
-        f"{np.mean([r['wall_s'] for r in rows]):.0f} s (2-CPU machine, CPU learner)."
-    )
-    table = "\n".join(lines)
-    print(table)
-    os.makedirs(docs, exist_ok=True)
-    with open(os.path.join(docs, "mifq_mpe_results.md"), "w") as f:
-        f.write("# MIFQ / IIQ / IQVDN on MPE (benchmarks/mifq_mpe.py)\n\n" + table + "\n\n![curves](mifq_mpe_curves.png)\n")
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
-        for ax, t in zip(axes[0], tasks):
-            for a in algos:
-                curves = [r["curve"] for r in by.get((t, a), []) if r["curve"]]
-                if not curves:
-                    continue
-                n = min(len(c) for c in curves)
-                xs = [c[0] for c in curves[0][:n]]
-                ys = np.array([[c[1] for c in cur[:n]] for cur in curves])
-                ax.plot(xs, ys.mean(0), label=a)
-                ax.fill_between(xs, ys.min(0), ys.max(0), alpha=0.2)
-            ref = next(r for r in rows if r["task"] == t)
-            ax.axhline(ref["expert_return"], color="k", ls="--", lw=1, label="expert")
-            ax.axhline(ref["random_return"], color="grey", ls=":", lw=1, label="random")
-            ax.set_title(t)
-            ax.set_xlabel("env steps")
-            ax.set_ylabel("greedy return")
-        axes[0][0].legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(os.path.join(docs, "mifq_mpe_curves.png"), dpi=90)
-    except ImportError:
-        print("matplotlib not installed: no learning-curve PNG", file=sys.stderr)
     return 0
 
 

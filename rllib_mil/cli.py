@@ -1,4 +1,4 @@
-"""The ``rllib`` command (Ray 2.60 ships none): ``train file``, ``evaluate``, ``demos collect|info``.
+"""The ``rllib`` command (Ray 2.60 ships none): ``train file``, ``evaluate``, ``demos collect|info``, ``report``.
 
 ``rllib train file X.yaml`` keeps RLlib's classic tuned-example format::
 
@@ -245,6 +245,20 @@ def cmd_demos_info(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from rllib_mil.report import benchmark_report, experiment_report
+
+    jsonl = [p for p in args.paths if p.endswith(".jsonl")]
+    dirs = [p for p in args.paths if not p.endswith(".jsonl")]
+    for path in jsonl:
+        name = os.path.splitext(os.path.basename(path))[0]
+        print(benchmark_report(path, args.docs, name=name, title=f"Benchmark results ({name})"))
+    if dirs:
+        print(experiment_report(dirs, args.docs))
+    print(f"(tables and PNGs written to {os.path.abspath(args.docs)})")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rllib", description="rllib-mil: multi-agent imitation learning on RLlib")
     sub = p.add_subparsers(dest="command", required=True)
@@ -279,6 +293,10 @@ def make_parser() -> argparse.ArgumentParser:
     di = demos_sub.add_parser("info", help="summarise a dataset")
     di.add_argument("path")
     di.set_defaults(func=cmd_demos_info)
+    rp = sub.add_parser("report", help="results tables + learning-curve PNGs from benchmark .jsonl or Tune dirs")
+    rp.add_argument("paths", nargs="+", help="benchmark results (.jsonl) and/or `rllib train file` output folders")
+    rp.add_argument("--docs", default="docs", help="where the markdown tables and PNGs go")
+    rp.set_defaults(func=cmd_report)
     return p
 
 

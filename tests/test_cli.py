@@ -181,6 +181,17 @@ def test_checkpoint_as_demonstration_expert(smoke_run, cli_env, tmp_path):
     assert not bad.exists()
 
 
+def test_report_of_cli_run(smoke_run, cli_env, tmp_path):
+    proc, storage = smoke_run
+    assert proc.returncode == 0, explain(proc)
+    rep = run_cli(["report", str(storage / EXP), "--docs", str(tmp_path)], cli_env)
+    assert rep.returncode == 0, explain(rep)
+    assert f"| {STOP_ITERS} |" in rep.stdout, explain(rep)  # the trial's iterations are in the table
+    assert (tmp_path / "experiment_report.md").is_file() and (tmp_path / "experiment_curves.png").stat().st_size > 0
+    empty = run_cli(["report", str(tmp_path / "nothing")], cli_env)
+    assert empty.returncode == 2 and "No Tune trials" in empty.stderr, explain(empty)
+
+
 # ------------------------------------------------------------------------------------------------ config errors
 @pytest.mark.parametrize(
     "exp,extra_args,named,suggested",

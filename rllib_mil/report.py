@@ -1,0 +1,133 @@
+"""`rllib report`: results tables and learning-curve PNGs.
+
+Two inputs:
+* a benchmark results file (``.jsonl``, one row per (task, algo, seed), written by ``benchmarks/*.py``):
+  expert-normalized score table + greedy-return curves;
+* Tune experiment directories (``~/ray_results/<name>``, written by ``rllib train file``): last metrics per
+  trial + return curves from each trial's ``progress.csv``.
+"""
+
+import json
+import os
+from collections import defaultdict
+from typing import Dict, List
+
+import numpy as np
+
+TASK_ORDER = ["mpe/simple_spread", "mpe/simple_reference", "mpe/simple_speaker_listener"]
+ALGO_ORDER = ["MIFQ", "IIQ", "IQVDN"]
+RETURN_COLUMNS = ("env_runners/episode_return_mean", "evaluation/env_runners/episode_return_mean")
+
+
+def _ordered(values, order):
+    return sorted(set(values), key=lambda v: (order.index(v) if v in order else len(order), v))
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def benchmark_report(path: str, docs: str, name: str, title: str) -> str:
+    """Markdown table (mean ± std of the score over seeds) and curves of a benchmark ``.jsonl``."""
+    rows = [json.loads(line) for line in open(path) if line.strip()]
+    if not rows:
+        raise ValueError(f"{path} holds no results yet.")
+    by: Dict[tuple, List[dict]] = defaultdict(list)
+    for r in rows:
+        by[(r["task"], r["algo"])].append(r)
+    tasks = _ordered([r["task"] for r in rows], TASK_ORDER)
+    algos = _ordered([r["algo"] for r in rows], ALGO_ORDER)
+    lines = [
+        "| task | expert | random | " + " | ".join(f"{a} score (return)" for a in algos) + " |",
+        "|---|---|---|" + "---|" * len(algos),
+    ]
+    for t in tasks:
+        ref = next(r for r in rows if r["task"] == t)
+        cells = []
+        for a in algos:
+            rs = by.get((t, a), [])
+            if not rs:
+                cells.append("-")
+                continue
+            sc = np.array([r["score"] for r in rs])
+            ret = np.array([r["return"] for r in rs])
+            cells.append(f"{sc.mean():.2f} ± {sc.std():.2f} ({ret.mean():.1f}; n={len(rs)})")
+        lines.append(f"| {t} | {ref['expert_return']:.1f} | {ref['random_return']:.1f} | " + " | ".join(cells) + " |")
+    r0 = rows[0]
+    lines += [
+        "",
+        f"score = (R − R_random) / (R_expert − R_random), mean ± std over seeds {sorted({r['seed'] for r in rows})}. "
+        f"Budget: {r0['env_steps']} env steps per run, {r0['updates_per_iteration']} learner updates per 100 env "
+        f"steps ({r0.get('replay_batch', '?')} replay + 128 expert rows each), {r0['demos']} scripted-expert "
+        f"episodes, lr={r0['lr']}, alpha={r0['alpha']}; greedy decentralized evaluation on {r0['eval_episodes']} "
+        f"episodes; mean wall time per run {np.mean([r['wall_s'] for r in rows]):.0f} s (2-CPU machine, CPU learner).",
+    ]
+    table = "\n".join(lines)
+    os.makedirs(docs, exist_ok=True)
+    png = f"{name}_curves.png"
+    with open(os.path.join(docs, f"{name}_results.md"), "w") as f:
+        f.write(f"# {title}\n\n{table}\n\n![learning curves]({png})\n")
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
+    for ax, t in zip(axes[0], tasks):
+        for a in algos:
+            curves = [r["curve"] for r in by.get((t, a), []) if r.get("curve")]
+            if not curves:
+                continue
+            n = min(len(c) for c in curves)
+            xs = [p[0] for p in curves[0][:n]]
+            ys = np.array([[p[1] for p in c[:n]] for c in curves])
+            ax.plot(xs, ys.mean(0), label=a)
+            ax.fill_between(xs, ys.min(0), ys.max(0), alpha=0.2)
+        ref = next(r for r in rows if r["task"] == t)
+        ax.axhline(ref["expert_return"], color="k", ls="--", lw=1, label="expert")
+        ax.axhline(ref["random_return"], color="grey", ls=":", lw=1, label="random")
+        ax.set(title=t, xlabel="env steps", ylabel="greedy return")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(docs, png), dpi=90)
+    plt.close(fig)
+    return table
+
+
+def experiment_report(paths: List[str], docs: str) -> str:
+    """Last metrics of every trial under Tune experiment directories, and their return curves."""
+    import pandas as pd
+
+    trials = []
+    for root in paths:
+        root = os.path.abspath(os.path.expanduser(root))
+        for dirpath, _, files in os.walk(root):
+            if "progress.csv" in files:
+                trials.append(dirpath)
+    if not trials:
+        raise ValueError(f"No Tune trials (progress.csv) under {paths}; pass `rllib train file` output folders.")
+    lines = ["| trial | iterations | env steps | return (rollouts) | return (greedy eval) |", "|---|---|---|---|---|"]
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for trial in sorted(trials):
+        df = pd.read_csv(os.path.join(trial, "progress.csv"))
+        steps = df.get("num_env_steps_sampled_lifetime", df["training_iteration"])
+        last = df.iloc[-1]
+        cells = [f"{last.get(c, float('nan')):.2f}" if c in df else "-" for c in RETURN_COLUMNS]
+        lines.append(f"| {os.path.basename(trial)} | {int(last['training_iteration'])} | {int(steps.iloc[-1])} | "
+                     + " | ".join(cells) + " |")
+        for col, style in zip(RETURN_COLUMNS, ("-", "o-")):
+            if col in df and df[col].notna().any():
+                ok = df[col].notna()
+                ax.plot(steps[ok], df[col][ok], style, ms=3, label=f"{os.path.basename(trial)[:24]} {col.split('/')[0]}")
+    ax.set(xlabel="env steps", ylabel="episode return")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    os.makedirs(docs, exist_ok=True)
+    fig.savefig(os.path.join(docs, "experiment_curves.png"), dpi=90)
+    plt.close(fig)
+    table = "\n".join(lines)
+    with open(os.path.join(docs, "experiment_report.md"), "w") as f:
+        f.write(f"# Experiment report\n\n{table}\n\n![curves](experiment_curves.png)\n")
+    return table
