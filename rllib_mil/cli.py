@@ -146,12 +146,10 @@ def cmd_train_file(args) -> int:
     experiments = load_experiments(args.file)
     stop_override = json.loads(args.stop) if args.stop else None
     for name, exp in experiments.items():
-        config, search = build_config(exp, source=f"{args.file} [{name}]")
         if args.config:
-            extra = json.loads(args.config)
-            c2, s2 = build_config({"run": exp["run"], "config": extra}, source="--config")
-            config.update_from_dict({k: v for k, v in extra.items() if k not in s2})
-            search.update(s2)
+            # --config overrides the file's config keys (checked by the same rules).
+            exp = {**exp, "config": {**(exp.get("config") or {}), **json.loads(args.config)}}
+        config, search = build_config(exp, source=f"{args.file} [{name}]" + (" + --config" if args.config else ""))
         stop = stop_override if stop_override is not None else (exp.get("stop") or {})
         ckpt = exp.get("checkpoint_config") or {}
         storage = _resolve_storage(args.storage_path or exp.get("storage_path"))

@@ -5,7 +5,7 @@ observation row (the shared Q network applied per agent), so this is decentraliz
 """
 
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch

@@ -17,6 +17,7 @@ from ray.rllib.utils.annotations import override
 from ray.rllib.utils.typing import ModuleID, TensorType
 
 from rllib_mil.algorithms.mifq.mifq_loss import mifq_loss
+from rllib_mil.algorithms.mifq.mifq_rl_module import TARGET_Q_VALUES
 from rllib_mil.data import schema
 from rllib_mil.data.demos import ensure_demos, read_demos
 from rllib_mil.data.expert_buffer import ExpertBuffer
@@ -112,7 +113,7 @@ class MIFQTorchLearner(DQNLearner, TorchLearner):
         v_cur = soft_value(q, mask, config.alpha)  # (B, n)
         if config.use_target_network:
             with torch.no_grad():
-                q_next = module.forward_target({Columns.OBS: {OBS: o_next}})["target_q_values"]
+                q_next = module.forward_target({Columns.OBS: {OBS: o_next}})[TARGET_Q_VALUES]
         else:
             q_next = module.q_values(o_next)
         v_next = soft_value(q_next, mask_next, config.alpha)  # (B, n)

@@ -21,8 +21,7 @@ from rllib_mil.modules.agent_nets import SharedAgentQNet
 from rllib_mil.modules.mixers import make_mixer
 from rllib_mil.modules.soft import boltzmann_sample, greedy_actions
 
-# fwd_out / module keys.
-Q_VALUES = "q_values"
+# forward_target output key.
 TARGET_Q_VALUES = "target_q_values"
 
 
