@@ -174,6 +174,11 @@ class MIFQConfig(AlgorithmConfig):
             )
         if self.mixer not in MIXERS:
             self._value_error(f"Unknown `mixer`={self.mixer!r}; choose one of {sorted(MIXERS)}.")
+        if self.mixer_min_weight and not self.mixer_normalize:
+            self._value_error(
+                f"`mixer_min_weight`={self.mixer_min_weight} needs `mixer_normalize=True`; for the paper's mixers "
+                "(eq. 7/8 as written) set mixer_normalize=False, mixer_bias=True, mixer_min_weight=0."
+            )
         if not self.alpha > 0:
             self._value_error(f"`alpha` (soft-value temperature) must be > 0, got {self.alpha}.")
         if not isinstance(self.replay_buffer_config.get("type"), str) or (

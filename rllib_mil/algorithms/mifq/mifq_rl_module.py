@@ -44,8 +44,9 @@ class MIFQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
     """Team soft-Q module. ``model_config`` keys (filled from ``MIFQConfig``):
 
     hidden (list[int]), add_agent_id (bool), mixer ("mifq" | "vdn" | "none"), mixer_embed_dim (int),
-    hypernet_hidden (int), mixer_normalize (bool), mixer_bias (bool), rollout_alpha (float or schedule [[t, alpha], ...]: Boltzmann temperature of
-    rollouts; the learner's soft values use ``MIFQConfig.alpha``).
+    hypernet_hidden (int), mixer_normalize (bool), mixer_bias (bool), mixer_min_weight (float),
+    rollout_alpha (float or schedule [[t, alpha], ...]: Boltzmann temperature of rollouts; the learner's soft
+    values use ``MIFQConfig.alpha``). Defaults live in ``MIFQConfig`` only.
     """
 
     framework: str = "torch"
@@ -58,23 +59,23 @@ class MIFQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
             obs_dim,
             self.n_agents,
             n_actions,
-            hidden=tuple(mc.get("hidden", (128, 128))),
-            add_agent_id=mc.get("add_agent_id", True),
+            hidden=tuple(mc["hidden"]),
+            add_agent_id=mc["add_agent_id"],
         )
         mixer_kwargs = {}
-        if mc.get("mixer", "mifq") == "mifq":
+        if mc["mixer"] == "mifq":
             mixer_kwargs = dict(
-                embed_dim=mc.get("mixer_embed_dim", 32),
-                hypernet_hidden=mc.get("hypernet_hidden", 64),
-                normalize=mc.get("mixer_normalize", True),
-                bias=mc.get("mixer_bias", False),
-                min_weight=mc.get("mixer_min_weight", 0.5) if mc.get("mixer_normalize", True) else 0.0,
+                embed_dim=mc["mixer_embed_dim"],
+                hypernet_hidden=mc["hypernet_hidden"],
+                normalize=mc["mixer_normalize"],
+                bias=mc["mixer_bias"],
+                min_weight=mc["mixer_min_weight"],
             )
         # Separate V and R mixers (eq. 7 and 8); None = independent learning (IIQ).
-        self.v_mixer = make_mixer(mc.get("mixer", "mifq"), self.n_agents, state_dim, **mixer_kwargs)
-        self.r_mixer = make_mixer(mc.get("mixer", "mifq"), self.n_agents, state_dim, **mixer_kwargs)
+        self.v_mixer = make_mixer(mc["mixer"], self.n_agents, state_dim, **mixer_kwargs)
+        self.r_mixer = make_mixer(mc["mixer"], self.n_agents, state_dim, **mixer_kwargs)
         # Rollout temperature; a schedule over sampled env steps is allowed.
-        self.alpha_schedule = Scheduler(mc.get("rollout_alpha", 0.01), framework="torch")
+        self.alpha_schedule = Scheduler(mc["rollout_alpha"], framework="torch")
 
     # -- APIs ----------------------------------------------------------------------------------------------
     @override(InferenceOnlyAPI)
