@@ -16,6 +16,7 @@ import difflib
 import json
 import os
 import sys
+import time
 from typing import Any, Dict, List, Optional
 
 EXPERIMENT_KEYS = {"run", "env", "stop", "config", "checkpoint_config", "storage_path", "num_samples"}
@@ -230,9 +231,16 @@ def cmd_demos_collect(args) -> int:
     from rllib_mil.evaluation import expert_from_arg
 
     env_config = json.loads(args.env_config) if args.env_config else {}
-    expert = expert_from_arg(args.expert, args.env, env_config)
-    path = collect_demos(args.env, env_config, expert, args.episodes, args.seed, args.out)
-    print(f"wrote {path}")
+    if args.address:
+        os.environ["RAY_ADDRESS"] = args.address
+    # Checked here (env, algorithm, obs shapes) so a bad checkpoint fails before any runner starts.
+    expert_from_arg(args.expert, args.env, env_config, stochastic=args.stochastic)
+    t0 = time.perf_counter()
+    path = collect_demos(args.env, env_config, args.expert, args.episodes, args.seed, args.out,
+                         num_env_runners=args.num_env_runners, stochastic=args.stochastic)
+    elapsed = time.perf_counter() - t0
+    print(f"wrote {path}: {args.episodes} episodes in {elapsed:.1f} s ({args.episodes / elapsed:.1f} episodes/s, "
+          f"{args.num_env_runners or 'no'} env runners)")
     return 0
 
 
@@ -283,10 +291,16 @@ def make_parser() -> argparse.ArgumentParser:
     dc = demos_sub.add_parser("collect", help="record expert episodes into a Parquet dataset")
     dc.add_argument("--env", required=True, help="team-env id, e.g. mpe/simple_spread")
     dc.add_argument("--env-config", default=None, help="JSON env config, e.g. '{\"N\": 3}'")
-    dc.add_argument("--expert", default="scripted", help="scripted | random | path to an algorithm checkpoint")
-    dc.add_argument("--episodes", type=int, default=128)
+    dc.add_argument("--expert", default="scripted",
+                    help="scripted | random | path to a checkpoint of a team algorithm (e.g. MAPPO)")
+    dc.add_argument("--episodes", type=int, default=128, help="trajectories to record (episode k reset with seed+k)")
     dc.add_argument("--seed", type=int, default=0)
-    dc.add_argument("--out", required=True)
+    dc.add_argument("--out", required=True, help="Parquet file to write (atomically)")
+    dc.add_argument("--stochastic", action="store_true",
+                    help="sample the checkpoint expert's actions instead of taking its greedy ones")
+    dc.add_argument("--num-env-runners", type=int, default=0,
+                    help="parallel Ray workers (1 CPU each); 0 = collect in this process")
+    dc.add_argument("--address", default=None, help="Ray cluster to run the env runners on (default: local)")
     dc.set_defaults(func=cmd_demos_collect)
     di = demos_sub.add_parser("info", help="summarise a dataset")
     di.add_argument("path")

@@ -10,6 +10,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
+from rllib_mil.data.experts import Expert
 from rllib_mil.envs.registry import make_team_env
 
 MODULE_SUBDIR = os.path.join("learner_group", "learner", "rl_module", "default_policy")
@@ -52,50 +53,87 @@ def load_team_module(path: str):
     return module, config
 
 
-def _batch(team_obs: Dict[str, np.ndarray]) -> Dict[str, Any]:
-    from ray.rllib.core.columns import Columns
+class ModulePolicy(Expert):
+    """A team RLModule as an ``Expert``: greedy (``forward_inference``) or sampled (``forward_exploration``).
 
-    return {Columns.OBS: {k: torch.as_tensor(v)[None] for k, v in team_obs.items()}}
-
-
-class ModulePolicy:
-    """A team RLModule as an ``Expert``-style policy: greedy (``forward_inference``) or Boltzmann actions.
-
-    Decentralized: the module applies its shared per-agent network to each agent's own observation row.
+    Works with modules that return actions (MIFQ's Boltzmann / greedy Q) and with modules that return action
+    distribution inputs (MAPPO), recurrent ones included: the recurrent state is carried from step to step and
+    cleared by ``reset()`` at each episode start. Sampling draws its randomness from the ``rng`` passed to
+    ``act``, so a seeded rollout is reproducible. Decentralized: the module applies its shared per-agent network
+    to each agent's own observation row.
     """
 
     def __init__(self, module, stochastic: bool = False):
         self.module = module
         self.stochastic = stochastic
+        self._state = None
+
+    def reset(self) -> None:
+        self._state = None
 
     @torch.no_grad()
     def act(self, team_obs: Dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
         from ray.rllib.core.columns import Columns
+        from ray.rllib.utils.spaces.space_utils import batch as batch_structs
 
-        batch = _batch(team_obs)
-        out = self.module.forward_exploration(batch, t=0) if self.stochastic else self.module.forward_inference(batch)
-        return out[Columns.ACTIONS][0].cpu().numpy().astype(np.int64)
+        module = self.module
+        stateful = module.is_stateful()
+        obs = {k: torch.as_tensor(v)[None] for k, v in team_obs.items()}  # (1, ...) batch of one
+        batch: Dict[str, Any] = {Columns.OBS: obs}
+        if stateful:
+            if self._state is None:
+                self._state = batch_structs([module.get_initial_state()])  # add the batch dim
+                self._state = {k: torch.as_tensor(v) for k, v in self._state.items()}
+            batch[Columns.OBS] = {k: v[:, None] for k, v in obs.items()}  # (1, T=1, ...)
+            batch[Columns.STATE_IN] = self._state
+        # Seed torch from rng inside a forked RNG: sampled actions depend on rng only, global state is untouched.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(rng.integers(2**63 - 1)))
+            out = module.forward_exploration(batch, t=0) if self.stochastic else module.forward_inference(batch)
+            if Columns.ACTIONS in out:
+                actions = out[Columns.ACTIONS]
+            else:
+                cls = (module.get_exploration_action_dist_cls() if self.stochastic
+                       else module.get_inference_action_dist_cls())
+                dist = cls.from_logits(out[Columns.ACTION_DIST_INPUTS])
+                actions = dist.sample() if self.stochastic else dist.to_deterministic().sample()
+        if stateful:
+            self._state = out[Columns.STATE_OUT]
+            actions = actions[:, 0]  # drop T
+        return actions[0].cpu().numpy().astype(np.int64)
 
 
 class CheckpointExpert(ModulePolicy):
-    """A trained checkpoint used as demonstration expert (greedy or Boltzmann actions)."""
+    """A trained checkpoint used as demonstration expert (greedy or sampled actions)."""
 
     def __init__(self, path: str, env_id: Optional[str] = None, stochastic: bool = False):
+        from rllib_mil.algorithms.registry import ALGORITHMS
+
         module, self.config = load_team_module(path)
+        algo = getattr(self.config.algo_class, "__name__", str(self.config.algo_class))
+        if algo not in ALGORITHMS:
+            raise ValueError(
+                f"Checkpoint {path} comes from algorithm {algo!r}, which does not act in a team env: expert "
+                f"checkpoints must come from one of {sorted(ALGORITHMS)} (e.g. `rllib train file "
+                "tuned_examples/mappo_mpe_spread.yaml`)."
+            )
         if env_id is not None and self.config.env != env_id:
             raise ValueError(
                 f"Checkpoint {path} was trained on env {self.config.env!r}, not {env_id!r}: collect demos for "
                 f"{self.config.env!r} or pass a checkpoint trained on {env_id!r}."
             )
         super().__init__(module, stochastic=stochastic)
-        self.name = f"checkpoint:{os.path.abspath(path)}"
+        self.algo = algo
+        self.name = f"checkpoint:{algo}:{os.path.abspath(path)}"
 
 
-def expert_from_arg(arg: str, env_id: str, env_config: Optional[Dict] = None):
+def expert_from_arg(arg: str, env_id: str, env_config: Optional[Dict] = None, stochastic: bool = False):
     """`scripted` / `random` stay names; anything else is a checkpoint path, checked against the target env."""
     if arg in ("scripted", "random"):
+        if stochastic:
+            raise ValueError(f"--stochastic applies to checkpoint experts, not to {arg!r}")
         return arg
-    expert = CheckpointExpert(arg, env_id=env_id)
+    expert = CheckpointExpert(arg, env_id=env_id, stochastic=stochastic)
     env = make_team_env(env_id, dict(env_config or {}))
     try:
         want, have = expert.module.observation_space, env.observation_space

@@ -1,6 +1,6 @@
-"""Integration tests of every registered algorithm on real team envs, in-process (num_env_runners=0).
+"""Integration tests of every registered imitation algorithm on real team envs, in-process (num_env_runners=0).
 
-Parametrized over ``rllib_mil.algorithms.registry.ALGORITHMS``: a newly registered algorithm is tested by being
+Parametrized over ``rllib_mil.algorithms.registry.IMITATION``: a newly registered algorithm is tested by being
 registered. One Ray instance (``ray_session``) and one demonstrations cache (``demo_cache``) serve all tests.
 """
 import math
@@ -14,10 +14,11 @@ from ray.rllib.core.columns import Columns
 
 import rllib_mil  # noqa: F401  (registers env ids and algorithm names)
 from rllib_mil.algorithms.mifq import mifq_learner
-from rllib_mil.algorithms.registry import ALGORITHMS
+from rllib_mil.algorithms.registry import IMITATION as ALGORITHMS
 from rllib_mil.data.demos import DemoValidationError, collect_demos
 from rllib_mil.envs import ACTION_MASK, OBS, make_team_env
 from rllib_mil.evaluation import evaluate_checkpoint, load_team_module
+from helpers import assert_rollouts_respect_masks
 
 ALGO_NAMES = sorted(ALGORITHMS)
 MODULE_ID = "default_policy"
@@ -180,33 +181,9 @@ def test_env_runner_module_is_inference_only_and_synced(trained):
 # ------------------------------------------------------------------------------------------------ masks
 @pytest.mark.parametrize("name", ALGO_NAMES)
 def test_rollouts_respect_action_masks(name, build):
-    """simple_speaker_listener: the speaker has 3 real actions padded to 5. With a near-uniform rollout
-    temperature, ignoring the mask would pick a padded action on ~40% of the speaker's 200+ steps (never doing
-    so has p < 1e-44)."""
+    """simple_speaker_listener with a near-uniform rollout temperature (see assert_rollouts_respect_masks)."""
     algo = build(make_config(name, env=SPEAKER_LISTENER, rollout_alpha=1000.0))
-    episodes = algo.env_runner.sample(num_timesteps=200, explore=True)
-    steps, chosen = 0, {}
-    for ep in episodes:
-        obs = ep.get_observations()
-        actions = np.asarray(ep.get_actions())  # (T, n_agents)
-        # (T + 1, n_agents, n_actions): a dict of arrays once numpy-ized, else a list of per-step dicts.
-        masks = np.asarray(obs[ACTION_MASK] if isinstance(obs, dict) else [o[ACTION_MASK] for o in obs])
-        assert actions.ndim == 2 and masks.shape[0] >= actions.shape[0]
-        masks = masks[: actions.shape[0]]
-        avail = np.take_along_axis(masks, actions[..., None], axis=-1)[..., 0]
-        bad = np.argwhere(avail < 0.5)
-        assert bad.size == 0, f"unavailable action sampled: t={bad[0][0]} agent={bad[0][1]} action=" \
-                              f"{actions[tuple(bad[0])]} mask={masks[bad[0][0], bad[0][1]]}"
-        steps += actions.shape[0]
-        for agent in range(actions.shape[1]):
-            chosen.setdefault(agent, set()).update(actions[:, agent].tolist())
-    assert steps >= 200
-    # The test is meaningful: the speaker's padded actions are masked, and both agents explore their real ones.
-    n_actions = masks.shape[-1]
-    avail = [{int(a) for a in np.flatnonzero(masks[0, i] > 0.5)} for i in range(masks.shape[1])]
-    assert n_actions == 5 and sorted(len(a) for a in avail) == [3, 5], avail
-    for agent, agent_avail in enumerate(avail):
-        assert chosen[agent] == agent_avail, (agent, chosen[agent], agent_avail)
+    assert_rollouts_respect_masks(algo.env_runner.sample(num_timesteps=200, explore=True))
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints

@@ -1,6 +1,9 @@
 """Registry of the algorithms this package provides: name -> (Algorithm class, Config class).
 
-Tests loop over this registry, so a new algorithm is tested by being registered here.
+Two families, because they are tested differently: ``IMITATION`` algorithms learn from demonstrations
+(``expert_data``), ``RL`` algorithms from the env reward (MAPPO trains the experts). Tests loop over each
+family (tests/test_algorithms.py, tests/test_rl_algorithms.py), so a new algorithm is tested by being
+registered here.
 """
 
 from typing import Dict, Tuple, Type
@@ -8,13 +11,20 @@ from typing import Dict, Tuple, Type
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 
+from rllib_mil.algorithms.mappo.mappo import MAPPO, MAPPOConfig
 from rllib_mil.algorithms.mifq.mifq import IIQ, IQVDN, MIFQ, IIQConfig, IQVDNConfig, MIFQConfig
 
-ALGORITHMS: Dict[str, Tuple[Type[Algorithm], Type[AlgorithmConfig]]] = {
+Entry = Tuple[Type[Algorithm], Type[AlgorithmConfig]]
+
+IMITATION: Dict[str, Entry] = {
     "MIFQ": (MIFQ, MIFQConfig),
     "IIQ": (IIQ, IIQConfig),
     "IQVDN": (IQVDN, IQVDNConfig),
 }
+RL: Dict[str, Entry] = {
+    "MAPPO": (MAPPO, MAPPOConfig),
+}
+ALGORITHMS: Dict[str, Entry] = {**IMITATION, **RL}
 
 
 def get_algorithm(name: str) -> Tuple[Type[Algorithm], Type[AlgorithmConfig]]:

@@ -22,8 +22,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rllib_mil.data import schema as S
-from rllib_mil.data.experts import Expert, make_expert
-from rllib_mil.envs.contract import ACTION_MASK, INFO_AGENT_REWARDS, INFO_BATTLE_WON, OBS, STATE
+from rllib_mil.data.experts import EXPERT_NAMES, Expert, episode_rng, make_expert, play_episode
+from rllib_mil.envs.contract import ACTION_MASK, INFO_AGENT_REWARDS, OBS, STATE
 
 CACHE_ENV_VAR = "RLLIB_MIL_CACHE"
 
@@ -34,7 +34,7 @@ class DemoValidationError(ValueError):
 
 def package_version() -> str:
     try:
-        from importlib.metadata import PackageNotFoundError, version
+        from importlib.metadata import version
 
         return version("rllib-mil")
     except Exception:  # PackageNotFoundError or a broken install: running from a source checkout
@@ -140,12 +140,82 @@ def _build_table(cols: dict[str, np.ndarray], metadata: dict[str, Any]) -> pa.Ta
     return table.replace_schema_metadata({k: json.dumps(v) for k, v in metadata.items()})
 
 
-def _resolve_expert(expert, env) -> tuple[Expert, str]:
-    if isinstance(expert, str):
-        return make_expert(expert, env), expert
+def resolve_expert(expert, env, stochastic: bool = False) -> tuple[Expert, str]:
+    """(Expert, its name for the metadata) from "scripted" / "random" / a checkpoint path / an Expert.
+
+    ``stochastic`` samples a checkpoint policy's actions instead of taking its greedy ones; scripted and random
+    experts have one way of acting only."""
+    if isinstance(expert, (str, os.PathLike)) and str(expert) in EXPERT_NAMES:
+        if stochastic:
+            raise ValueError(f"stochastic expert actions apply to checkpoint experts, not to {str(expert)!r}")
+        return make_expert(str(expert), env), str(expert)
+    if isinstance(expert, (str, os.PathLike)):
+        from rllib_mil.evaluation import expert_from_arg
+
+        actor = expert_from_arg(str(expert), env.env_id, env.env_config, stochastic=stochastic)
+        return actor, actor.name
     if isinstance(expert, Expert) or callable(getattr(expert, "act", None)):
         return expert, str(getattr(expert, "name", type(expert).__name__))
-    raise TypeError(f"expert must be 'scripted', 'random' or an Expert instance, got {expert!r}")
+    raise TypeError(f"expert must be 'scripted', 'random', a checkpoint path or an Expert instance, got {expert!r}")
+
+
+def _collect_episodes(env_id: str, env_config: dict | None, expert, stochastic: bool, seed: int,
+                      ks: list[int], single_thread: bool = False) -> tuple[dict[str, np.ndarray], list, list]:
+    """Episodes ``ks`` (reset with ``seed + k``, acted with ``episode_rng(seed, k)``) as schema columns, plus
+    their returns and win flags. Runs in-process or as a Ray task (one per env runner)."""
+    from rllib_mil.envs.registry import make_team_env
+
+    if single_thread:  # one CPU per runner: torch must not spawn a thread per core in every runner
+        import torch
+
+        torch.set_num_threads(1)
+    env = make_team_env(env_id, env_config)
+    try:
+        actor, _ = resolve_expert(expert, env, stochastic)
+        rows: dict[str, list] = {name: [] for name in S.COLUMNS}
+        returns, wins = [], []
+        for k in ks:
+            ret, won, steps = play_episode(env, actor, seed + k, episode_rng(seed, k), record=True)
+            for t, (obs, actions, reward, next_obs, terminated, truncated, info) in enumerate(steps):
+                rows[S.EPISODE_ID].append(k)
+                rows[S.T].append(t)
+                rows[S.OBS].append(obs[OBS])
+                rows[S.STATE].append(obs[STATE])
+                rows[S.ACTION_MASK].append(obs[ACTION_MASK])
+                rows[S.ACTIONS].append(actions)
+                rows[S.REWARD].append(reward)
+                rows[S.AGENT_REWARDS].append(info[INFO_AGENT_REWARDS])
+                rows[S.NEXT_OBS].append(next_obs[OBS])
+                rows[S.NEXT_STATE].append(next_obs[STATE])
+                rows[S.NEXT_ACTION_MASK].append(next_obs[ACTION_MASK])
+                rows[S.TERMINATED].append(terminated)
+                rows[S.TRUNCATED].append(truncated)
+            returns.append(ret)
+            if won is not None:
+                wins.append(won)
+    finally:
+        env.close()
+    cols = {name: np.stack(v) if name in S.ARRAY_COLUMNS else np.asarray(v) for name, v in rows.items()}
+    return cols, returns, wins
+
+
+def _collect_parallel(env_id, env_config, expert, stochastic, seed, episodes, num_env_runners):
+    """Split the episodes into ``num_env_runners`` contiguous chunks, one Ray task (1 CPU) each."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=True, include_dashboard=False)
+    chunks = [c.tolist() for c in np.array_split(np.arange(episodes), num_env_runners) if c.size]
+    task = ray.remote(num_cpus=1, max_retries=0)(_collect_episodes)
+    refs = [task.remote(env_id, env_config, expert, stochastic, seed, ks, True) for ks in chunks]
+    try:
+        parts = ray.get(refs)
+    except BaseException:
+        for ref in refs:
+            ray.cancel(ref, force=True)
+        raise
+    cols = {name: np.concatenate([p[0][name] for p in parts]) for name in S.COLUMNS}
+    return cols, [r for p in parts for r in p[1]], [w for p in parts for w in p[2]]
 
 
 def _open_temp(out_path: Path) -> str:
@@ -164,51 +234,44 @@ def _open_temp(out_path: Path) -> str:
 
 
 def collect_demos(env_id: str, env_config: dict | None, expert, episodes: int, seed: int,
-                  out_path: str | os.PathLike) -> str:
-    """Roll out ``expert`` ("scripted", "random" or an :class:`Expert`) for ``episodes`` episodes of
-    ``env_id`` (episode k reset with ``seed + k``; the expert's rng is ``default_rng(seed)``) and write them to
-    ``out_path`` atomically (a temp file in the same directory, then ``os.replace``). Returns the path."""
+                  out_path: str | os.PathLike, *, num_env_runners: int = 0, stochastic: bool = False) -> str:
+    """Roll out ``expert`` ("scripted", "random", a checkpoint path or an :class:`Expert`) for ``episodes``
+    episodes of ``env_id`` and write them to ``out_path`` atomically. Returns the path.
+
+    Episode k is reset with seed ``seed + k`` (one seed per trajectory, as in the MIFQ paper §5.2) and acted
+    with ``episode_rng(seed, k)``, so the data do not depend on ``num_env_runners``: 0 collects in this
+    process, N > 0 in N parallel Ray tasks (joining the cluster at ``RAY_ADDRESS`` or starting a local one).
+    ``stochastic``: sample a checkpoint expert's actions instead of taking its greedy ones.
+
+    The file is written to a temp file in the same directory and renamed into place, so an interrupted or
+    failed collection never leaves a partial dataset under ``out_path``."""
     from rllib_mil.envs.registry import make_team_env
 
     if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
         raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed must be an integer, got {seed!r}")
-    episodes, seed = int(episodes), int(seed)
+    if isinstance(num_env_runners, bool) or not isinstance(num_env_runners, (int, np.integer)) or num_env_runners < 0:
+        raise ValueError(f"num_env_runners must be an integer >= 0, got {num_env_runners!r}")
+    episodes, seed, num_env_runners = int(episodes), int(seed), min(int(num_env_runners), int(episodes))
     out_path = Path(out_path)
     env = make_team_env(env_id, env_config)
-    actor, expert_name = _resolve_expert(expert, env)
+    try:
+        # Resolve (and check) the expert here, so a bad checkpoint fails before any worker starts.
+        actor, expert_name = resolve_expert(expert, env, stochastic)
+    finally:
+        env.close()
     tmp = _open_temp(out_path)  # fail before spending time on rollouts if the directory is unwritable
     try:
-        rng = np.random.default_rng(seed)
-        rows: dict[str, list] = {name: [] for name in S.COLUMNS}
-        returns = np.zeros(episodes)
-        wins: list[bool] = []
-        for k in range(episodes):
-            obs, info = env.reset(seed=seed + k)
-            t, done = 0, False
-            while not done:
-                actions = np.asarray(actor.act(obs, rng), dtype=np.int64)
-                next_obs, reward, terminated, truncated, info = env.step(actions)
-                rows[S.EPISODE_ID].append(k)
-                rows[S.T].append(t)
-                rows[S.OBS].append(obs[OBS])
-                rows[S.STATE].append(obs[STATE])
-                rows[S.ACTION_MASK].append(obs[ACTION_MASK])
-                rows[S.ACTIONS].append(actions)
-                rows[S.REWARD].append(reward)
-                rows[S.AGENT_REWARDS].append(info[INFO_AGENT_REWARDS])
-                rows[S.NEXT_OBS].append(next_obs[OBS])
-                rows[S.NEXT_STATE].append(next_obs[STATE])
-                rows[S.NEXT_ACTION_MASK].append(next_obs[ACTION_MASK])
-                rows[S.TERMINATED].append(terminated)
-                rows[S.TRUNCATED].append(truncated)
-                returns[k] += reward
-                obs, t, done = next_obs, t + 1, terminated or truncated
-            if INFO_BATTLE_WON in info:
-                wins.append(bool(info[INFO_BATTLE_WON]))
-        env.close()
-        cols = {name: np.stack(v) if name in S.ARRAY_COLUMNS else np.asarray(v) for name, v in rows.items()}
+        if num_env_runners == 0:
+            cols, returns, wins = _collect_episodes(env_id, env.env_config, actor, False, seed,
+                                                    list(range(episodes)))
+        else:
+            # Workers rebuild the expert from its name/path (small to ship); Expert instances are pickled.
+            spec = str(expert) if isinstance(expert, (str, os.PathLike)) else actor
+            cols, returns, wins = _collect_parallel(env_id, env.env_config, spec, stochastic, seed, episodes,
+                                                    num_env_runners)
+        returns = np.asarray(returns)
         metadata = {
             S.META_SCHEMA_VERSION: S.SCHEMA_VERSION,
             S.META_ENV_ID: env.env_id,
@@ -218,6 +281,7 @@ def collect_demos(env_id: str, env_config: dict | None, expert, episodes: int, s
             S.META_STATE_DIM: env.state_dim,
             S.META_N_ACTIONS: env.n_actions,
             S.META_EXPERT: expert_name,
+            S.META_EXPERT_ACTIONS: "stochastic" if stochastic else "greedy",
             S.META_EXPERT_MEAN_RETURN: float(returns.mean()),
             S.META_EXPERT_STD_RETURN: float(returns.std()),
             S.META_EXPERT_WIN_RATE: float(np.mean(wins)) if wins else None,
@@ -393,13 +457,17 @@ def ensure_demos(env_id: str, env_config: dict | None = None, expert: str = "scr
     version); a present file is reused when it reads back valid, otherwise it is re-collected."""
     from rllib_mil.envs.registry import make_team_env
 
-    if not isinstance(expert, str):
-        raise TypeError("ensure_demos caches by expert name: pass 'scripted' or 'random' "
+    if not isinstance(expert, (str, os.PathLike)):
+        raise TypeError("ensure_demos caches by expert name: pass 'scripted', 'random' or a checkpoint path "
                         "(use collect_demos for an Expert instance)")
+    expert = str(expert)
+    if expert not in EXPERT_NAMES:  # a checkpoint: cache by its absolute path
+        expert = os.path.abspath(os.path.expanduser(expert))
     env = make_team_env(env_id, env_config)  # resolves defaults, so {} and {"N": 3} share a cache entry
     key = cache_key(env_id, env.env_config, expert, episodes, seed)
     directory = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    path = directory / f"{env_id.replace('/', '_')}-{expert}-{int(episodes)}ep-seed{int(seed)}-{key}.parquet"
+    label = expert if expert in EXPERT_NAMES else "checkpoint"
+    path = directory / f"{env_id.replace('/', '_')}-{label}-{int(episodes)}ep-seed{int(seed)}-{key}.parquet"
     try:
         if path.is_file():
             try:
@@ -419,8 +487,9 @@ def demos_info(path: str | os.PathLike) -> str:
     meta = demos.metadata
     returns = demos.episode_returns()
     lines = [f"demonstrations: {demos.path}"]
-    for key in S.REQUIRED_METADATA:
-        lines.append(f"  {key.split('.', 1)[1]:<20} {json.dumps(meta[key])}")
+    for key in S.REQUIRED_METADATA + (S.META_EXPERT_ACTIONS,):
+        if key in meta:
+            lines.append(f"  {key.split('.', 1)[1]:<20} {json.dumps(meta[key])}")
     lines += [
         f"  {'rows (team steps)':<20} {len(demos)}",
         f"  {'episodes (in file)':<20} {demos.n_episodes}",

@@ -39,13 +39,19 @@ MOVES = np.array([[0.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]])
 
 
 class Expert(ABC):
-    """A demonstrator: ``act(team_obs, rng) -> (n_agents,) int64`` from the team observation only."""
+    """A demonstrator: ``act(team_obs, rng) -> (n_agents,) int64`` from the team observation only.
+
+    ``reset()`` is called at the start of every episode (recurrent policies clear their memory there).
+    """
 
     name: str = "expert"
 
     @abstractmethod
     def act(self, team_obs: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
         ...
+
+    def reset(self) -> None:
+        """Start of a new episode; the scripted experts are memoryless."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -240,23 +246,40 @@ def make_expert(name: str, env) -> Expert:
     raise ValueError(f"Unknown expert {name!r}; choose one of {list(EXPERT_NAMES)} or pass an Expert instance")
 
 
-def episode_outcomes(env, expert: Expert, episodes: int, seed: int) -> tuple[np.ndarray, list[bool]]:
-    """(team returns, battle_won flags where the env reports them) of ``episodes`` episodes; episode k is reset
-    with ``seed + k``, the expert's rng with ``seed``."""
+def episode_rng(seed: int, k: int) -> np.random.Generator:
+    """The expert's rng for episode ``k`` of a run seeded ``seed``: independent of how episodes are split
+    between workers, so parallel collection records the same data as a serial one."""
+    return np.random.default_rng([int(seed), int(k)])
+
+
+def play_episode(env, expert: Expert, seed: int, rng: np.random.Generator, record: bool = False):
+    """One episode reset with ``seed``: ``(team return, battle_won or None, steps)`` where ``steps`` is a list
+    of ``(obs, actions, reward, next_obs, terminated, truncated, info)`` when ``record`` else ``None``."""
     from rllib_mil.envs.contract import INFO_BATTLE_WON
 
-    rng = np.random.default_rng(seed)
+    expert.reset()
+    obs, info = env.reset(seed=int(seed))
+    ret, done, steps = 0.0, False, [] if record else None
+    while not done:
+        actions = np.asarray(expert.act(obs, rng), dtype=np.int64)
+        next_obs, reward, terminated, truncated, info = env.step(actions)
+        if record:
+            steps.append((obs, actions, reward, next_obs, terminated, truncated, info))
+        ret += float(reward)
+        obs, done = next_obs, terminated or truncated
+    won = bool(info[INFO_BATTLE_WON]) if INFO_BATTLE_WON in info else None
+    return ret, won, steps
+
+
+def episode_outcomes(env, expert: Expert, episodes: int, seed: int) -> tuple[np.ndarray, list[bool]]:
+    """(team returns, battle_won flags where the env reports them) of ``episodes`` episodes; episode k is reset
+    with ``seed + k`` and acted with ``episode_rng(seed, k)``."""
     returns = np.zeros(episodes)
     wins: list[bool] = []
     for k in range(episodes):
-        obs, info = env.reset(seed=seed + k)
-        done = False
-        while not done:
-            obs, reward, terminated, truncated, info = env.step(expert.act(obs, rng))
-            returns[k] += reward
-            done = terminated or truncated
-        if INFO_BATTLE_WON in info:
-            wins.append(bool(info[INFO_BATTLE_WON]))
+        returns[k], won, _ = play_episode(env, expert, seed + k, episode_rng(seed, k))
+        if won is not None:
+            wins.append(won)
     return returns, wins
 
 

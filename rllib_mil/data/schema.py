@@ -76,6 +76,8 @@ META_OBS_DIM = "rllib_mil.obs_dim"
 META_STATE_DIM = "rllib_mil.state_dim"
 META_N_ACTIONS = "rllib_mil.n_actions"
 META_EXPERT = "rllib_mil.expert"
+# How a checkpoint expert chose its actions: "greedy" or "stochastic" (optional: files before it lack it).
+META_EXPERT_ACTIONS = "rllib_mil.expert_actions"
 META_EXPERT_MEAN_RETURN = "rllib_mil.expert_mean_return"
 META_EXPERT_STD_RETURN = "rllib_mil.expert_std_return"
 META_EXPERT_WIN_RATE = "rllib_mil.expert_win_rate"  # null where the game has no win

@@ -20,3 +20,18 @@ ACTION_MASK = "action_mask"
 
 INFO_AGENT_REWARDS = "agent_rewards"
 INFO_BATTLE_WON = "battle_won"
+
+
+def team_dims(observation_space, who: str = "This module") -> tuple[int, int, int, int]:
+    """(n_agents, obs_dim, state_dim, n_actions) of a team observation space; a clear error for anything else."""
+    try:
+        n_agents, obs_dim = observation_space[OBS].shape
+        (state_dim,) = observation_space[STATE].shape
+        n_actions = observation_space[ACTION_MASK].shape[-1]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(
+            f"{who} needs a team environment (Dict observation with keys {OBS!r} (n_agents, obs_dim), "
+            f"{STATE!r} (state_dim,), {ACTION_MASK!r} (n_agents, n_actions)); got {observation_space}. "
+            "Use one of the registered team envs (rllib_mil.envs.list_team_envs()) or wrap yours as a TeamEnv."
+        ) from e
+    return int(n_agents), int(obs_dim), int(state_dim), int(n_actions)

@@ -1,7 +1,8 @@
-"""Per-agent Q networks.
+"""Shared per-agent networks (soft-Q values for MIFQ, policy logits for MAPPO).
 
-Decentralized execution is kept by construction: one MLP, shared by all agents (paper §4.2.1, footnote 2), reads
-only agent i's own observation row plus its one-hot id, so Q_i depends on nothing but (o_i, i).
+Decentralized execution is kept by construction: one network, shared by all agents (MIFQ paper §4.2.1,
+footnote 2), reads only agent i's own observation row plus its one-hot id, so agent i's output depends on
+nothing but (o_i, i) (and, for the GRU variant, agent i's own observation history).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from torch import nn
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU}
 
 
-def _mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation: str) -> nn.Sequential:
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation: str) -> nn.Sequential:
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
     layers: list[nn.Module] = []
@@ -24,8 +25,25 @@ def _mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation: str) -> n
     return nn.Sequential(*layers)
 
 
+def _with_agent_id(obs: torch.Tensor, agent_ids: torch.Tensor) -> torch.Tensor:
+    """(..., n, d) -> (..., n, d + n): each agent's row gets its one-hot id."""
+    ids = agent_ids.to(obs.dtype).expand(*obs.shape[:-1], agent_ids.shape[0])  # (..., n, n)
+    return torch.cat([obs, ids], dim=-1)
+
+
+def _check_obs(name: str, obs: torch.Tensor, n_agents: int, obs_dim: int, min_dim: int = 2) -> None:
+    if obs.dim() < min_dim or tuple(obs.shape[-2:]) != (n_agents, obs_dim):
+        lead = "..." if min_dim == 2 else "B, T"
+        raise ValueError(
+            f"{name} expects obs of shape ({lead}, n_agents={n_agents}, obs_dim={obs_dim}), got {tuple(obs.shape)}"
+        )
+
+
 class SharedAgentQNet(nn.Module):
-    """``forward(obs: (..., n_agents, obs_dim)) -> q: (..., n_agents, n_actions)``, usually (B, n, d) -> (B, n, A)."""
+    """``forward(obs: (..., n_agents, obs_dim)) -> (..., n_agents, n_actions)``, usually (B, n, d) -> (B, n, A).
+
+    One MLP per agent row (shared weights): soft-Q values for MIFQ, action logits for MAPPO's actor.
+    """
 
     def __init__(
         self,
@@ -40,19 +58,58 @@ class SharedAgentQNet(nn.Module):
         self.obs_dim, self.n_agents, self.n_actions = obs_dim, n_agents, n_actions
         self.add_agent_id = add_agent_id
         in_dim = obs_dim + (n_agents if add_agent_id else 0)
-        self.mlp = _mlp(in_dim, tuple(hidden), n_actions, activation)
+        self.mlp = mlp(in_dim, tuple(hidden), n_actions, activation)
         # A buffer so it follows .to(device) and is saved with the state dict.
         self.register_buffer("agent_ids", torch.eye(n_agents), persistent=False)  # (n, n)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        if obs.dim() < 2 or tuple(obs.shape[-2:]) != (self.n_agents, self.obs_dim):
-            raise ValueError(
-                f"SharedAgentQNet expects obs of shape (..., n_agents={self.n_agents}, obs_dim={self.obs_dim}), "
-                f"got {tuple(obs.shape)}"
-            )
-        x = obs
-        if self.add_agent_id:
-            ids = self.agent_ids.to(obs.dtype).expand(*obs.shape[:-1], self.n_agents)  # (..., n, n)
-            x = torch.cat([obs, ids], dim=-1)  # (..., n, d + n)
+        _check_obs(type(self).__name__, obs, self.n_agents, self.obs_dim)
+        x = _with_agent_id(obs, self.agent_ids) if self.add_agent_id else obs  # (..., n, d [+ n])
         # nn.Linear acts on the last dim only, so rows (agents) never mix.
         return self.mlp(x)  # (..., n, A)
+
+
+class SharedAgentGRUNet(nn.Module):
+    """Recurrent variant: MLP encoder -> GRU -> linear head, shared by all agents, one hidden state per agent.
+
+    ``forward(obs: (B, T, n, d), h: (B, n, H)) -> (out: (B, T, n, out_dim), h_T: (B, n, H))``. Agents are
+    folded into the batch for the GRU, so agent i's hidden state only ever sees agent i's own observations.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        n_agents: int,
+        out_dim: int,
+        hidden: Sequence[int] = (64,),
+        gru_hidden: int = 64,
+        add_agent_id: bool = True,
+        activation: str = "relu",
+    ):
+        super().__init__()
+        if not hidden:
+            raise ValueError("SharedAgentGRUNet needs at least one encoder layer in `hidden`")
+        self.obs_dim, self.n_agents, self.gru_hidden = obs_dim, n_agents, gru_hidden
+        self.add_agent_id = add_agent_id
+        in_dim = obs_dim + (n_agents if add_agent_id else 0)
+        # Encoder: every hidden layer with its activation (the last Linear of mlp maps to hidden[-1]).
+        self.encoder = nn.Sequential(mlp(in_dim, tuple(hidden[:-1]), hidden[-1], activation), ACTIVATIONS[activation]())
+        self.gru = nn.GRU(hidden[-1], gru_hidden, batch_first=True)
+        self.head = nn.Linear(gru_hidden, out_dim)
+        self.register_buffer("agent_ids", torch.eye(n_agents), persistent=False)  # (n, n)
+
+    def initial_state(self) -> torch.Tensor:
+        return torch.zeros(self.n_agents, self.gru_hidden)  # (n, H); RLlib adds the batch dim
+
+    def forward(self, obs: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        _check_obs(type(self).__name__, obs, self.n_agents, self.obs_dim, min_dim=4)
+        B, T, n, _ = obs.shape
+        if tuple(h.shape) != (B, n, self.gru_hidden):
+            raise ValueError(f"hidden state must have shape (B={B}, n={n}, H={self.gru_hidden}), got {tuple(h.shape)}")
+        x = _with_agent_id(obs, self.agent_ids) if self.add_agent_id else obs  # (B, T, n, d')
+        x = self.encoder(x)  # (B, T, n, E)
+        x = x.permute(0, 2, 1, 3).reshape(B * n, T, -1)  # (B*n, T, E): one sequence per (batch row, agent)
+        h0 = h.reshape(1, B * n, self.gru_hidden)  # (1, B*n, H)
+        y, h_T = self.gru(x, h0)  # (B*n, T, H), (1, B*n, H)
+        out = self.head(y).reshape(B, n, T, -1).permute(0, 2, 1, 3)  # (B, T, n, out)
+        return out, h_T.reshape(B, n, self.gru_hidden)

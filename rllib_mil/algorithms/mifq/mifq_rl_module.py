@@ -5,7 +5,7 @@ Decentralized by construction: agent i's Q values depend only on its own local o
 on the learner alone (``InferenceOnlyAPI``): env runners carry just the Q network.
 """
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
 
 import torch
 from ray.rllib.core.columns import Columns
@@ -16,28 +16,13 @@ from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.schedules.scheduler import Scheduler
 
-from rllib_mil.envs.contract import ACTION_MASK, OBS, STATE
+from rllib_mil.envs.contract import ACTION_MASK, OBS, team_dims
 from rllib_mil.modules.agent_nets import SharedAgentQNet
 from rllib_mil.modules.mixers import make_mixer
 from rllib_mil.modules.soft import boltzmann_sample, greedy_actions
 
 # forward_target output key.
 TARGET_Q_VALUES = "target_q_values"
-
-
-def team_dims(observation_space) -> Tuple[int, int, int, int]:
-    """(n_agents, obs_dim, state_dim, n_actions) of a team observation space (see envs/contract.py)."""
-    try:
-        n_agents, obs_dim = observation_space[OBS].shape
-        (state_dim,) = observation_space[STATE].shape
-        n_actions = observation_space[ACTION_MASK].shape[-1]
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(
-            f"MIFQ needs a team environment (Dict observation with keys {OBS!r} (n_agents, obs_dim), "
-            f"{STATE!r} (state_dim,), {ACTION_MASK!r} (n_agents, n_actions)); got {observation_space}. "
-            "Use one of the registered team envs (rllib_mil.envs.list_team_envs()) or wrap yours as a TeamEnv."
-        ) from e
-    return n_agents, obs_dim, state_dim, n_actions
 
 
 class MIFQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
@@ -54,7 +39,7 @@ class MIFQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
     @override(RLModule)
     def setup(self):
         mc = self.model_config
-        self.n_agents, obs_dim, state_dim, n_actions = team_dims(self.observation_space)
+        self.n_agents, obs_dim, state_dim, n_actions = team_dims(self.observation_space, "MIFQ")
         self.q_net = SharedAgentQNet(
             obs_dim,
             self.n_agents,

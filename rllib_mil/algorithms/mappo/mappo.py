@@ -1,0 +1,164 @@
+"""MAPPO (Yu et al. 2022) over a team env, on RLlib's new API stack: the expert trainer of the imitation papers.
+
+RLlib's PPO drives it unchanged (sampling, GAE connector, minibatch epochs, KL/entropy schedules); what MAPPO
+adds lives in the team module and the loss:
+
+* a decentralized actor shared by all agents on each agent's own observation + id, unavailable actions masked
+  (``mappo_rl_module.py``), optionally recurrent (``use_gru``);
+* a centralized critic on the global state, trained on normalised value targets (``value_normalization``);
+* per-agent clipped ratios with the shared team advantage, Huber value loss (``mappo_loss.py``).
+
+Trained checkpoints are demonstration experts: ``rllib demos collect --expert <checkpoint>``.
+"""
+from typing import Any, Dict, Optional, Type, Union
+
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.algorithms.ppo.ppo import PPO, PPOConfig
+from ray.rllib.core.learner import Learner
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.utils.annotations import override
+from typing_extensions import Self
+
+from rllib_mil.modules.agent_nets import ACTIVATIONS
+
+
+class MAPPOConfig(PPOConfig):
+    """Configuration of MAPPO. PPO's settings (``lr``, ``clip_param``, ``num_epochs``, ``minibatch_size``,
+    ``lambda_``, ``entropy_coeff``, ``use_kl_loss``, ...) keep their meaning; defaults below follow MAPPO's MPE
+    settings where they differ from RLlib's PPO.
+
+    Example:
+        >>> from rllib_mil.algorithms.mappo import MAPPOConfig
+        >>> config = MAPPOConfig().environment("mpe/simple_spread").env_runners(num_env_runners=2)
+        >>> algo = config.build_algo()   # doctest: +SKIP
+        >>> algo.train()                 # doctest: +SKIP
+    """
+
+    def __init__(self, algo_class=None):
+        super().__init__(algo_class=algo_class or MAPPO)
+        # fmt: off
+        # __sphinx_doc_begin__
+        # Shared decentralized actor: hidden sizes of the per-agent MLP (with use_gru: of the encoder before the
+        # GRU), activation, one-hot agent id appended to each agent's own observation.
+        self.actor_hidden = [64, 64]
+        self.activation = "relu"
+        self.add_agent_id = True
+        # Recurrent actor: encoder -> GRU(gru_hidden) -> logits, one hidden state per agent; RLlib trains it on
+        # sequences of up to max_seq_len steps (MPE episodes are 25 steps long).
+        self.use_gru = False
+        self.gru_hidden = 64
+        self.max_seq_len = 25
+        # Centralized critic: MLP on the team env's global state.
+        self.critic_hidden = [128, 128]
+        # Train the critic on running-normalised value targets (MAPPO's ValueNorm); GAE uses denormalised values.
+        self.value_normalization = True
+        # Huber loss threshold of the value loss (normalised units); None = squared error.
+        self.vf_huber_delta = 10.0
+        # __sphinx_doc_end__
+        # fmt: on
+        # Overrides of PPO defaults (MAPPO's MPE settings, scaled to a few CPUs).
+        self.lr = 7e-4
+        self.gamma = 0.99
+        self.lambda_ = 0.95
+        self.clip_param = 0.2
+        self.entropy_coeff = 0.01
+        self.vf_loss_coeff = 1.0
+        # Per-step cap on the value loss; MAPPO uses the Huber loss instead, so no cap by default.
+        self.vf_clip_param = float("inf")
+        self.use_kl_loss = False
+        self.kl_coeff = 0.0
+        self.num_epochs = 10
+        self.train_batch_size_per_learner = 2000
+        self.minibatch_size = 500
+        self.grad_clip = 10.0
+        self.grad_clip_by = "global_norm"
+        self.num_env_runners = 2
+        self.evaluation(evaluation_config=AlgorithmConfig.overrides(explore=False))
+        from rllib_mil.callbacks import TeamMetricsCallback
+
+        self.callbacks(TeamMetricsCallback)
+
+    @override(PPOConfig)
+    def training(
+        self,
+        *,
+        actor_hidden=NotProvided,
+        activation: Optional[str] = NotProvided,
+        add_agent_id: Optional[bool] = NotProvided,
+        use_gru: Optional[bool] = NotProvided,
+        gru_hidden: Optional[int] = NotProvided,
+        max_seq_len: Optional[int] = NotProvided,
+        critic_hidden=NotProvided,
+        value_normalization: Optional[bool] = NotProvided,
+        vf_huber_delta: Optional[float] = NotProvided,
+        **kwargs,
+    ) -> Self:
+        """Sets MAPPO's settings (see ``__init__``) and PPO's (passed through)."""
+        super().training(**kwargs)
+        for name, value in dict(
+            actor_hidden=actor_hidden,
+            activation=activation,
+            add_agent_id=add_agent_id,
+            use_gru=use_gru,
+            gru_hidden=gru_hidden,
+            max_seq_len=max_seq_len,
+            critic_hidden=critic_hidden,
+            value_normalization=value_normalization,
+            vf_huber_delta=vf_huber_delta,
+        ).items():
+            if value is not NotProvided:
+                setattr(self, name, value)
+        return self
+
+    @override(PPOConfig)
+    def validate(self) -> None:
+        super().validate()
+        if self.activation not in ACTIVATIONS:
+            self._value_error(f"Unknown `activation`={self.activation!r}; choose one of {sorted(ACTIVATIONS)}.")
+        if self.use_gru and not self.actor_hidden:
+            self._value_error("`use_gru=True` needs at least one encoder layer in `actor_hidden`, e.g. [64].")
+        for name in ("gru_hidden", "max_seq_len"):
+            if int(getattr(self, name)) < 1:
+                self._value_error(f"`{name}` must be >= 1, got {getattr(self, name)}.")
+        if self.vf_huber_delta is not None and not self.vf_huber_delta > 0:
+            self._value_error(f"`vf_huber_delta` must be > 0 (or None for squared error), got {self.vf_huber_delta}.")
+        if not self.use_critic or not self.use_gae:
+            self._value_error(
+                "MAPPO needs its centralized critic and GAE: keep `use_critic=True` and `use_gae=True`."
+            )
+
+    @override(PPOConfig)
+    def get_default_rl_module_spec(self) -> RLModuleSpec:
+        from rllib_mil.algorithms.mappo.mappo_rl_module import MAPPOTorchRLModule
+
+        return RLModuleSpec(module_class=MAPPOTorchRLModule, model_config=self.model_config)
+
+    @property
+    @override(AlgorithmConfig)
+    def _model_config_auto_includes(self) -> Dict[str, Any]:
+        return super()._model_config_auto_includes | {
+            "actor_hidden": list(self.actor_hidden),
+            "activation": self.activation,
+            "add_agent_id": self.add_agent_id,
+            "use_gru": self.use_gru,
+            "gru_hidden": self.gru_hidden,
+            "max_seq_len": self.max_seq_len,
+            "critic_hidden": list(self.critic_hidden),
+            "value_normalization": self.value_normalization,
+        }
+
+    @override(PPOConfig)
+    def get_default_learner_class(self) -> Union[Type[Learner], str]:
+        from rllib_mil.algorithms.mappo.mappo_learner import MAPPOTorchLearner
+
+        return MAPPOTorchLearner
+
+
+class MAPPO(PPO):
+    """MAPPO: PPO's training step on the team env; the module and loss are MAPPO's."""
+
+    @classmethod
+    @override(Algorithm)
+    def get_default_config(cls) -> MAPPOConfig:
+        return MAPPOConfig()

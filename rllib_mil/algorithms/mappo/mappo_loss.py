@@ -1,0 +1,107 @@
+"""MAPPO loss (Yu et al. 2022, "The Surprising Effectiveness of PPO in Cooperative Multi-Agent Games") as pure
+functions of tensors.
+
+With a shared team reward every agent gets the same advantage Â (GAE on the centralized critic), and each
+agent's probability ratio is clipped on its own (MAPPO eq. 1, per agent i):
+
+    ρ_i      = π_θ(a_i | o_i) / π_old(a_i | o_i)
+    L^clip   = mean over valid steps and agents of  min(ρ_i Â, clip(ρ_i, 1 − ε, 1 + ε) Â)
+    L^V      = mean over valid steps of Huber_δ(V_φ(s) − norm(R̂))        (value normalisation, MAPPO §4.1)
+    H        = mean over valid steps and agents of the per-agent entropy
+    loss     = −L^clip + c_V · min(L^V per step, vf_clip) − c_H · H  (+ β · KL(π_old ‖ π_θ) if used)
+
+Clipping the joint ratio Π_i ρ_i instead would make its variance grow with the number of agents.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+
+def agent_log_probs(logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-agent log π(a_i) and log-probabilities of all actions: ``(..., n, A), (..., n) -> (..., n), (..., n, A)``."""
+    log_p = F.log_softmax(logits, dim=-1)  # (..., n, A)
+    logp_taken = log_p.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)  # (..., n, 1) -> (..., n)
+    return logp_taken, log_p
+
+
+def _masked_mean(x: torch.Tensor, valid: Optional[torch.Tensor]) -> torch.Tensor:
+    """Mean over all entries; ``valid (...)`` (bool) selects rows, broadcasting over x's trailing dims."""
+    if valid is None:
+        return x.mean()
+    w = valid.to(x.dtype).reshape(*valid.shape, *([1] * (x.dim() - valid.dim()))).expand_as(x)
+    return (x * w).sum() / w.sum().clamp(min=1.0)
+
+
+def mappo_loss(
+    *,
+    logits: torch.Tensor,
+    old_logits: torch.Tensor,
+    actions: torch.Tensor,
+    advantages: torch.Tensor,
+    values: torch.Tensor,
+    value_targets: torch.Tensor,
+    valid: Optional[torch.Tensor],
+    clip_param: float,
+    vf_loss_coeff: float,
+    entropy_coeff: float,
+    huber_delta: Optional[float],
+    vf_clip_param: float = float("inf"),
+    kl_coeff: float = 0.0,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Returns ``(loss, terms)``; ``terms`` holds detached scalars for logging.
+
+    ``logits`` / ``old_logits (..., n, A)``: current and behaviour per-agent logits, unavailable actions already
+    masked to a large negative number (so they carry no probability). ``actions (..., n)``. ``advantages``,
+    ``values`` (critic output, normalised units), ``value_targets`` (same units) and ``valid`` (bool; ``None`` =
+    all rows) are ``(...)``, where ``...`` is (B,) or (B, T) for recurrent batches.
+    """
+    if logits.shape != old_logits.shape or logits.shape[:-1] != actions.shape:
+        raise ValueError(
+            f"mappo_loss: logits {tuple(logits.shape)}, old_logits {tuple(old_logits.shape)} must be (..., n, A) "
+            f"and actions {tuple(actions.shape)} (..., n)"
+        )
+    lead = actions.shape[:-1]
+    for name, t in (("advantages", advantages), ("values", values), ("value_targets", value_targets)):
+        if t.shape != lead:
+            raise ValueError(f"mappo_loss: {name} must have shape {tuple(lead)}, got {tuple(t.shape)}")
+
+    logp, log_p = agent_log_probs(logits, actions)  # (..., n), (..., n, A)
+    with torch.no_grad():
+        old_logp, old_log_p = agent_log_probs(old_logits, actions)  # (..., n), (..., n, A)
+    ratio = torch.exp(logp - old_logp)  # (..., n): one ratio per agent
+    adv = advantages.unsqueeze(-1)  # (...) -> (..., 1): the team advantage, shared by all agents
+    surrogate = torch.min(ratio * adv, torch.clamp(ratio, 1.0 - clip_param, 1.0 + clip_param) * adv)  # (..., n)
+    policy_loss = -_masked_mean(surrogate, valid)
+
+    probs = log_p.exp()  # (..., n, A); masked actions have probability 0 (their log-prob stays finite)
+    entropy = -(probs * log_p).sum(-1)  # (..., n)
+    mean_entropy = _masked_mean(entropy, valid)
+
+    err = values - value_targets  # (...)
+    if huber_delta is None:
+        vf = 0.5 * err**2
+    else:
+        vf = F.huber_loss(values, value_targets, reduction="none", delta=huber_delta)
+    vf_loss = _masked_mean(torch.clamp(vf, max=vf_clip_param), valid)
+
+    old_probs = old_log_p.exp()  # (..., n, A)
+    kl = (old_probs * (old_log_p - log_p)).sum(-1)  # (..., n): KL(π_old ‖ π_θ) per agent
+    mean_kl = _masked_mean(kl, valid)
+
+    loss = policy_loss + vf_loss_coeff * vf_loss - entropy_coeff * mean_entropy
+    if kl_coeff:
+        loss = loss + kl_coeff * mean_kl
+    with torch.no_grad():
+        clipped = ((ratio - 1.0).abs() > clip_param).to(ratio.dtype)
+        terms = {
+            "policy_loss": policy_loss.detach(),
+            "vf_loss": vf_loss.detach(),
+            "entropy": mean_entropy.detach(),
+            "mean_kl": mean_kl.detach(),
+            "clip_fraction": _masked_mean(clipped, valid),
+            "loss": loss.detach(),
+        }
+    return loss, terms
