@@ -316,7 +316,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = make_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, ValueError, FileNotFoundError, PermissionError) as e:
+    except (ConfigError, ValueError, OSError) as e:  # OSError: missing files, unwritable --out paths
         # User-facing problems: one clear line, no traceback.
         print(f"rllib: error: {e}", file=sys.stderr)
         return 2

@@ -172,6 +172,23 @@ def test_checkpoint_as_demonstration_expert(smoke_run, cli_env, tmp_path):
     assert col.returncode == 0, explain(col)
     demos = read_demos(out)
     assert demos.n_episodes == 2 and checkpoint in demos.metadata[S.META_EXPERT]
+    assert demos.metadata[S.META_EXPERT_ACTIONS] == "greedy"
+    # Sampled actions, collected on 2 parallel Ray env runners.
+    out2 = tmp_path / "sampled.parquet"
+    col = run_cli(["demos", "collect", "--env", SPREAD, "--expert", checkpoint, "--episodes", "4", "--stochastic",
+                   "--num-env-runners", "2", "--out", str(out2)], cli_env)
+    assert col.returncode == 0, explain(col)
+    assert "episodes/s" in col.stdout and "2 env runners" in col.stdout, explain(col)
+    info = run_cli(["demos", "info", str(out2)], cli_env)
+    assert info.returncode == 0 and '"stochastic"' in info.stdout, explain(info)
+    assert read_demos(out2).n_episodes == 4
+    # An output path that cannot be written: one clear line, no traceback, nothing written.
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    col = run_cli(["demos", "collect", "--env", SPREAD, "--expert", checkpoint, "--episodes", "1",
+                   "--out", str(blocker / "d.parquet")], cli_env)
+    assert col.returncode == 2 and "cannot write demonstrations" in col.stderr, explain(col)
+    assert "Traceback" not in col.stderr, explain(col)
     # The same checkpoint (trained with N=3) cannot act in a 4-agent spread: refused before any rollout.
     bad = tmp_path / "bad.parquet"
     col = run_cli(["demos", "collect", "--env", SPREAD, "--env-config", '{"N": 4}', "--expert", checkpoint,

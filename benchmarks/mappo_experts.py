@@ -1,0 +1,134 @@
+"""MAPPO experts vs the scripted experts on the three MPE tasks (issue: MAPPO experts, paper protocol §5.2).
+
+Each (task, seed) trains MAPPO from ``tuned_examples/mappo_mpe_<task>.yaml`` until its return plateaus (the
+10-iteration moving average of the sampled return has not improved by ``--min-delta`` for ``--patience``
+env steps) or ``--max-steps`` is reached, then evaluates the greedy decentralized policy. The scripted and
+random experts are evaluated on the same episode seeds in the same run, and
+
+    score = (R_MAPPO - R_random) / (R_scripted - R_random)
+
+says how the MAPPO expert compares with the scripted one (1.0 = as good). Rows go to --out as JSON lines
+(``rllib report`` turns them into a table and curves); final checkpoints go to --checkpoints.
+
+    python benchmarks/mappo_experts.py --seeds 0 1 2 --out benchmarks/results/mappo_experts.jsonl --shard 0/2
+    python benchmarks/mappo_experts.py --seeds 0 1 2 --out benchmarks/results/mappo_experts.jsonl --shard 1/2
+    python benchmarks/mappo_experts.py --report benchmarks/results/mappo_experts.jsonl --docs docs
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+TASKS = {
+    "mpe/simple_spread": "tuned_examples/mappo_mpe_spread.yaml",
+    "mpe/simple_reference": "tuned_examples/mappo_mpe_reference.yaml",
+    "mpe/simple_speaker_listener": "tuned_examples/mappo_mpe_speaker_listener.yaml",
+}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def plateaued(curve, window, patience_steps, min_delta):
+    """True when the best `window`-iteration moving average is older than `patience_steps` env steps."""
+    if len(curve) < window:
+        return False
+    steps = [s for s, _ in curve]
+    avg = [sum(r for _, r in curve[i - window + 1 : i + 1]) / window for i in range(window - 1, len(curve))]
+    best_i, best = 0, -float("inf")
+    for i, a in enumerate(avg):
+        if a > best + min_delta:
+            best_i, best = i, a
+    return steps[-1] - steps[best_i + window - 1] >= patience_steps
+
+
+def run_one(task, seed, args):
+    import torch
+
+    from rllib_mil.cli import build_config, load_experiments
+    from rllib_mil.data.experts import episode_outcomes, make_expert
+    from rllib_mil.envs import make_team_env
+    from rllib_mil.evaluation import ModulePolicy
+
+    torch.set_num_threads(1)
+    (exp,) = load_experiments(os.path.join(ROOT, TASKS[task])).values()
+    config, _ = build_config(exp)
+    config = config.env_runners(num_env_runners=args.num_env_runners).debugging(seed=seed)
+    config.evaluation(evaluation_interval=None)  # evaluated below, on fixed seeds
+    algo = config.build_algo()
+    t0, curve = time.time(), []
+    try:
+        while True:
+            r = algo.train()
+            steps = int(r["num_env_steps_sampled_lifetime"])
+            curve.append((steps, float(r["env_runners"]["episode_return_mean"])))
+            if len(curve) % 10 == 0:
+                print(f"{task} seed={seed} steps={steps} return(10-iter mean)="
+                      f"{sum(x for _, x in curve[-10:]) / 10:.2f} wall={time.time() - t0:.0f}s", flush=True)
+            stop_plateau = plateaued(curve, 10, args.patience, args.min_delta)
+            if stop_plateau or steps >= args.max_steps:
+                break
+        wall = time.time() - t0
+        ckpt = os.path.join(args.checkpoints, f"{task.split('/')[1]}-seed{seed}")
+        algo.save_to_path(ckpt)
+        module = algo.learner_group._learner.module["default_policy"]
+        env = make_team_env(task, dict(config.env_config or {}))
+        res = {}
+        for name, policy in (("mappo", ModulePolicy(module)), ("mappo_sampled", ModulePolicy(module, True)),
+                             ("scripted", make_expert("scripted", env)), ("random", make_expert("random", env))):
+            returns, _ = episode_outcomes(env, policy, args.eval_episodes, args.eval_seed)
+            res[name] = (float(returns.mean()), float(returns.std()))
+        env.close()
+    finally:
+        algo.stop()
+    score = (res["mappo"][0] - res["random"][0]) / (res["scripted"][0] - res["random"][0])
+    return {
+        "task": task, "algo": "MAPPO", "seed": seed, "return": res["mappo"][0], "return_std": res["mappo"][1],
+        "sampled_return": res["mappo_sampled"][0], "expert_return": res["scripted"][0],
+        "expert_return_std": res["scripted"][1], "random_return": res["random"][0], "score": score,
+        "env_steps": curve[-1][0], "plateau": stop_plateau, "wall_s": wall, "eval_episodes": args.eval_episodes,
+        "checkpoint": os.path.relpath(ckpt, ROOT), "curve": curve,
+    }
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", nargs="+", default=list(TASKS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--max-steps", type=int, default=300_000)
+    p.add_argument("--patience", type=int, default=60_000, help="env steps without improvement = plateau")
+    p.add_argument("--min-delta", type=float, default=0.5, help="improvement of the moving average that counts")
+    p.add_argument("--num-env-runners", type=int, default=0, help="0 = sample in-process (best on 2 CPUs)")
+    p.add_argument("--eval-episodes", type=int, default=100)
+    p.add_argument("--eval-seed", type=int, default=10_000)
+    p.add_argument("--out", default=os.path.join(ROOT, "benchmarks/results/mappo_experts.jsonl"))
+    p.add_argument("--checkpoints", default=os.path.join(ROOT, "benchmarks/results/mappo_experts"))
+    p.add_argument("--shard", default="0/1", help="i/k: run every k-th (task, seed) starting at i")
+    p.add_argument("--report", default=None, help="aggregate this .jsonl into --docs instead of running")
+    p.add_argument("--docs", default=os.path.join(ROOT, "docs"))
+    args = p.parse_args(argv)
+
+    if args.report:
+        from rllib_mil.report import benchmark_report
+
+        print(benchmark_report(args.report, args.docs, "mappo_experts",
+                               "MAPPO experts vs scripted experts (score 1.0 = as good as scripted)"))
+        return 0
+
+    import ray
+
+    import rllib_mil  # noqa: F401
+
+    i, k = (int(x) for x in args.shard.split("/"))
+    grid = [(t, s) for t in args.tasks for s in args.seeds][i::k]
+    ray.init(num_cpus=2 if args.num_env_runners else 1, include_dashboard=False)
+    for task, seed in grid:
+        row = run_one(task, seed, args)
+        with open(args.out, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""MAPPO's loss (pure function) against hand computation, per-agent clipping, masks; the value normaliser."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rllib_mil.algorithms.mappo.mappo_loss import agent_log_probs, mappo_loss
+from rllib_mil.modules.normalization import ValueNormalizer
+from rllib_mil.modules.soft import masked_q
+
+KW = dict(clip_param=0.2, vf_loss_coeff=0.5, entropy_coeff=0.01, huber_delta=None)
+
+
+def _log_softmax(x):
+    x = np.asarray(x, dtype=np.float64)
+    return x - np.log(np.exp(x - x.max()).sum()) - x.max()
+
+
+def test_matches_hand_computation():
+    # One step, two agents, three actions.
+    logits = torch.tensor([[[1.0, 0.0, -1.0], [0.2, 0.3, 0.1]]], requires_grad=True)  # (B=1, n=2, A=3)
+    old = torch.tensor([[[0.0, 0.0, 0.0], [0.2, 0.3, 0.1]]])
+    actions = torch.tensor([[0, 2]])
+    adv, v, target = torch.tensor([2.0]), torch.tensor([0.5]), torch.tensor([1.5])
+    loss, terms = mappo_loss(logits=logits, old_logits=old, actions=actions, advantages=adv, values=v,
+                             value_targets=target, valid=None, **KW)
+
+    surr, ent, kl = [], [], []
+    for i, a in enumerate([0, 2]):
+        lp, olp = _log_softmax(logits[0, i].detach().numpy()), _log_softmax(old[0, i].numpy())
+        ratio = math.exp(lp[a] - olp[a])
+        surr.append(min(ratio * 2.0, min(max(ratio, 0.8), 1.2) * 2.0))
+        ent.append(-(np.exp(lp) * lp).sum())
+        kl.append((np.exp(olp) * (olp - lp)).sum())
+    # Agent 0's ratio is exp(1 - lse(1,0,-1)) / (1/3) = 1.99 -> clipped at 1.2; agent 1's is 1.
+    assert surr[0] == pytest.approx(1.2 * 2.0) and surr[1] == pytest.approx(2.0)
+    expected = -np.mean(surr) + 0.5 * (0.5 * 1.0**2) - 0.01 * np.mean(ent)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert terms["policy_loss"].item() == pytest.approx(-np.mean(surr), rel=1e-6)
+    assert terms["vf_loss"].item() == pytest.approx(0.5)
+    assert terms["entropy"].item() == pytest.approx(np.mean(ent), rel=1e-6)
+    assert terms["mean_kl"].item() == pytest.approx(np.mean(kl), rel=1e-5)
+    assert terms["clip_fraction"].item() == pytest.approx(0.5)
+
+
+def test_each_agent_is_clipped_on_its_own():
+    """Agent 0 is past the clip (no policy gradient), agent 1 is not: the joint ratio would couple them."""
+    logits = torch.tensor([[[2.0, 0.0], [0.0, 0.0]]], requires_grad=True)
+    old = torch.zeros(1, 2, 2)
+    mappo_loss(logits=logits, old_logits=old, actions=torch.tensor([[0, 0]]), advantages=torch.tensor([1.0]),
+               values=torch.zeros(1), value_targets=torch.zeros(1), valid=None,
+               **{**KW, "entropy_coeff": 0.0})[0].backward()
+    assert torch.all(logits.grad[0, 0] == 0.0)
+    assert torch.all(logits.grad[0, 1].abs() > 0.0)
+
+
+def test_masked_actions_carry_no_probability_and_no_gradient():
+    raw = torch.randn(4, 2, 5, requires_grad=True)
+    mask = torch.ones(4, 2, 5)
+    mask[:, 0, 3:] = 0.0  # agent 0 has 3 real actions (speaker-style padding)
+    logits = masked_q(raw, mask)
+    actions = torch.tensor([[2, 4]] * 4)
+    loss, terms = mappo_loss(logits=logits, old_logits=logits.detach(), actions=actions,
+                             advantages=torch.randn(4), values=torch.zeros(4), value_targets=torch.ones(4),
+                             valid=None, **KW)
+    loss.backward()
+    assert torch.all(raw.grad[:, 0, 3:] == 0.0)
+    _, log_p = agent_log_probs(logits, actions)
+    assert torch.all(log_p[:, 0, 3:].exp() == 0.0)
+    assert torch.isfinite(loss) and terms["entropy"].item() <= (math.log(3) + math.log(5)) / 2 + 1e-6
+
+
+def test_invalid_rows_do_not_count():
+    torch.manual_seed(0)
+    B, n, A = 6, 3, 4
+    args = dict(logits=torch.randn(B, n, A), old_logits=torch.randn(B, n, A), actions=torch.randint(0, A, (B, n)),
+                advantages=torch.randn(B), values=torch.randn(B), value_targets=torch.randn(B))
+    valid = torch.tensor([True, True, False, True, False, True])
+    ref, _ = mappo_loss(**args, valid=valid, **KW)
+    changed = {k: v.clone() for k, v in args.items()}
+    for k in ("logits", "old_logits", "advantages", "values", "value_targets"):
+        changed[k][~valid] = 100.0
+    assert mappo_loss(**changed, valid=valid, **KW)[0].item() == pytest.approx(ref.item(), rel=1e-6)
+    only = {k: v[valid] for k, v in args.items()}
+    assert mappo_loss(**only, valid=None, **KW)[0].item() == pytest.approx(ref.item(), rel=1e-6)
+    # Recurrent batches are (B, T, ...): the same rows laid out as (2, 3) give the same loss.
+    seq = {k: v.reshape(2, 3, *v.shape[1:]) for k, v in args.items()}
+    assert mappo_loss(**seq, valid=valid.reshape(2, 3), **KW)[0].item() == pytest.approx(ref.item(), rel=1e-6)
+
+
+def test_huber_value_loss_and_cap():
+    z = dict(logits=torch.zeros(2, 1, 2), old_logits=torch.zeros(2, 1, 2), actions=torch.zeros(2, 1, dtype=torch.long),
+             advantages=torch.zeros(2), values=torch.tensor([0.0, 0.0]), value_targets=torch.tensor([0.5, 4.0]),
+             valid=None, clip_param=0.2, vf_loss_coeff=1.0, entropy_coeff=0.0)
+    _, t = mappo_loss(**z, huber_delta=1.0)
+    assert t["vf_loss"].item() == pytest.approx((0.5 * 0.25 + (4.0 - 0.5)) / 2)
+    _, t = mappo_loss(**z, huber_delta=None)
+    assert t["vf_loss"].item() == pytest.approx((0.5 * 0.25 + 0.5 * 16.0) / 2)
+    _, t = mappo_loss(**z, huber_delta=None, vf_clip_param=1.0)
+    assert t["vf_loss"].item() == pytest.approx((0.5 * 0.25 + 1.0) / 2)
+
+
+def test_shape_errors_name_the_tensor():
+    with pytest.raises(ValueError, match="advantages"):
+        mappo_loss(logits=torch.zeros(3, 2, 4), old_logits=torch.zeros(3, 2, 4), actions=torch.zeros(3, 2),
+                   advantages=torch.zeros(3, 2), values=torch.zeros(3), value_targets=torch.zeros(3), valid=None,
+                   **KW)
+
+
+def test_value_normalizer():
+    norm = ValueNormalizer(beta=0.99)
+    x = torch.tensor([-3.0, 7.5])
+    assert torch.equal(norm.normalize(x), x)  # identity before any update
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(2000):
+        norm.update(-40.0 + 5.0 * torch.randn(256, generator=gen))
+    mean, std = norm.mean_std()
+    assert mean.item() == pytest.approx(-40.0, abs=0.5) and std.item() == pytest.approx(5.0, rel=0.05)
+    y = torch.randn(10, 3)
+    torch.testing.assert_close(norm.normalize(norm.denormalize(y)), y)
+    # Debiasing: after a single update the statistics are that batch's, not shrunk towards 0.
+    fresh = ValueNormalizer()
+    fresh.update(torch.tensor([10.0, 12.0]))
+    assert fresh.mean_std()[0].item() == pytest.approx(11.0, rel=1e-6)
+    with pytest.raises(ValueError, match="beta"):
+        ValueNormalizer(beta=1.0)
