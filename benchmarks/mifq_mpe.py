@@ -48,6 +48,8 @@ def run_one(task, algo_name, seed, args):
             expert_data={"expert": "scripted", "episodes": args.demos, "seed": 0},
             lr=args.lr,
             alpha=args.alpha,
+            chi2_replay=args.chi2_replay,
+            value_rows=args.value_rows,
             num_updates_per_iteration=args.updates_per_iteration,
             train_batch_size_per_learner=args.replay_batch,
             num_steps_sampled_before_learning_starts=1000,
@@ -83,6 +85,10 @@ def main(argv=None):
     p.add_argument("--replay-batch", type=int, default=64, help="replay rows per update (expert rows: 128)")
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--alpha", type=float, default=0.01)
+    p.add_argument("--chi2-replay", action=argparse.BooleanOptionalAction, default=False,
+                   help="chi^2 regulariser on expert and replay rows (IQ-Learn's code) instead of expert rows only")
+    p.add_argument("--value-rows", choices=["all", "expert"], default="all",
+                   help="rows of the value term: expert and replay ('all') or expert only")
     p.add_argument("--eval-every", type=int, default=10, help="iterations between learning-curve points")
     p.add_argument("--curve-episodes", type=int, default=10)
     p.add_argument("--eval-episodes", type=int, default=50)
@@ -122,6 +128,7 @@ def main(argv=None):
             "expert_return": r_exp, "random_return": r_rand,
             "score": (r["return"] - r_rand) / (r_exp - r_rand),
             "env_steps": args.env_steps, "demos": args.demos, "lr": args.lr, "alpha": args.alpha,
+            "chi2_replay": args.chi2_replay, "value_rows": args.value_rows,
             "updates_per_iteration": args.updates_per_iteration, "replay_batch": args.replay_batch, "eval_episodes": args.eval_episodes,
             "wall_s": r["wall_s"], "curve": r["curve"],
         }

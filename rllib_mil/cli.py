@@ -241,6 +241,11 @@ def cmd_demos_collect(args) -> int:
     elapsed = time.perf_counter() - t0
     print(f"wrote {path}: {args.episodes} episodes in {elapsed:.1f} s ({args.episodes / elapsed:.1f} episodes/s, "
           f"{args.num_env_runners or 'no'} env runners)")
+    if args.sizes:
+        from rllib_mil.data.demos import write_subsets
+
+        for sub in write_subsets(path, args.sizes):
+            print(f"wrote {sub}")
     return 0
 
 
@@ -301,6 +306,9 @@ def make_parser() -> argparse.ArgumentParser:
     dc.add_argument("--num-env-runners", type=int, default=0,
                     help="parallel Ray workers (1 CPU each); 0 = collect in this process")
     dc.add_argument("--address", default=None, help="Ray cluster to run the env runners on (default: local)")
+    dc.add_argument("--sizes", type=int, nargs="+", default=None,
+                    help="also write the first n episodes for each n as <out stem>_<n>ep.parquet (nested sets for "
+                         "sweeps over the number of demonstrations, e.g. --sizes 1 2 4 8 16 32 64)")
     dc.set_defaults(func=cmd_demos_collect)
     di = demos_sub.add_parser("info", help="summarise a dataset")
     di.add_argument("path")

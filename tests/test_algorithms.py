@@ -290,3 +290,22 @@ def test_non_finite_loss_raises(build, monkeypatch):
     msg = str(info.value)
     assert "nan" in msg.lower()
     assert "lr" in msg and "alpha" in msg  # says what to change
+
+
+@pytest.mark.parametrize("name", ALGO_NAMES)
+def test_chi2_replay_and_expert_value_rows_train(name, build):
+    """The IQ-Learn variants (chi^2 on replay rows too, value term on expert rows only) run end to end."""
+    algo = build(make_config(name, chi2_replay=True, value_rows="expert"))
+    for _ in range(TRAIN_ITERS):
+        result = algo.train()
+    stats = result["learners"][MODULE_ID]
+    for key in ("loss", "reward_term", "value_term", "replay_reward_mean"):
+        assert math.isfinite(float(stats[key])), (key, stats.get(key))
+
+
+@pytest.mark.parametrize("settings,match", [({"value_rows": "replay"}, "value_rows"),
+                                            ({"chi2_replay": "yes"}, "chi2_replay")])
+def test_bad_iq_options_fail_validation(settings, match):
+    _, config_cls = ALGORITHMS["MIFQ"]
+    with pytest.raises(ValueError, match=match):
+        config_cls().environment(SPREAD).training(expert_data=SMALL_DEMOS, **settings).validate()

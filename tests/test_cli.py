@@ -260,11 +260,14 @@ def test_tuned_examples_are_valid_configs():
 def test_demos_collect_and_info(tmp_path, cli_env):
     out = tmp_path / "spread.parquet"
     proc = run_cli(["demos", "collect", "--env", SPREAD, "--expert", "scripted", "--episodes", "3", "--seed", "0",
-                    "--out", str(out)], cli_env)
+                    "--sizes", "1", "2", "--out", str(out)], cli_env)
     assert proc.returncode == 0, explain(proc)
     assert out.is_file() and str(out) in proc.stdout
     demos = read_demos(out)
     assert demos.env_id == SPREAD and demos.n_episodes == 3 and demos.metadata[S.META_EXPERT] == "scripted"
+    for n in (1, 2):  # nested subsets for sweeps over the number of demonstrations
+        sub = tmp_path / f"spread_{n}ep.parquet"
+        assert str(sub) in proc.stdout and read_demos(sub).n_episodes == n
 
     info = run_cli(["demos", "info", str(out)], cli_env)
     assert info.returncode == 0, explain(info)

@@ -344,3 +344,23 @@ def test_expert_buffer(spread_path):
     assert torch.unique(big[S.REWARD]).numel() == np.unique(demos.reward).size
     with pytest.raises(DemoValidationError):
         ExpertBuffer.from_path(spread_path, env=make_team_env("mpe/simple_reference"))
+
+
+def test_nested_subsets_for_size_sweeps(tmp_path):
+    from rllib_mil.data.demos import subset_path, write_subsets
+
+    full = collect_demos("mpe/simple_spread", {"max_cycles": 5}, "random", 5, 3, tmp_path / "d.parquet")
+    paths = write_subsets(full, [1, 3, 5])
+    assert paths == [subset_path(full, n) for n in (1, 3, 5)] == [str(tmp_path / f"d_{n}ep.parquet") for n in (1, 3, 5)]
+    parent = read_demos(full)
+    for n, path in zip((1, 3, 5), paths):
+        sub = read_demos(path, env=make_team_env("mpe/simple_spread", {"max_cycles": 5}))
+        assert sub.n_episodes == n and sub.metadata[S.META_EPISODES] == n
+        rows = parent.episode_id < n  # episode k was reset with seed 3 + k: a prefix of the parent
+        for name, values in sub.columns().items():
+            np.testing.assert_array_equal(values, parent.columns()[name][rows], err_msg=name)
+        assert sub.metadata[S.META_EXPERT_MEAN_RETURN] == pytest.approx(sub.episode_returns().mean())
+        assert sub.metadata[S.META_SUBSET_OF] == os.path.abspath(full)
+        assert sub.metadata[S.META_SEED] == 3
+    with pytest.raises(ValueError, match="1..5"):
+        write_subsets(full, [6])

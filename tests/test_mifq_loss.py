@@ -86,6 +86,47 @@ def test_hand_computation_weighted():
     assert terms["value_term"].item() == pytest.approx(1.25)
 
 
+# Replay rows for the χ² on expert ∪ replay rows (chi2_replay):
+#   replay row 0: Q = [1, 1], V(o') = [0, 4], not done -> r = [1, -1],  -r = [-1, 1]
+#   replay row 1: Q = [0, 3], V(o') = [2, 2], done     -> r = [0, 3],   -r = [0, -3]
+REPLAY = dict(
+    q_taken_r=torch.tensor([[1.0, 1.0], [0.0, 3.0]]),
+    v_next_r=torch.tensor([[0.0, 4.0], [2.0, 2.0]]),
+    done_r=torch.tensor([0.0, 1.0]),
+    state_r=None,
+)
+
+
+def test_hand_computation_chi2_on_replay_rows_vdn():
+    # R^tot expert = [-2, -1.5], replay = [0, -3];  E_e[R^tot] = -1.75;  ½·mean(4, 2.25, 0, 9) = 1.90625
+    loss, terms = mifq_loss(**HAND, **REPLAY, r_mixer=SumMixer(2), v_mixer=SumMixer(2))
+    assert terms["reward_term"].item() == pytest.approx(-1.75 + 1.90625)
+    assert loss.item() == pytest.approx(-1.75 + 1.90625 + 2.5)
+    assert terms["replay_reward_mean"].item() == pytest.approx((1 - 1 + 0 + 3) / 4)
+
+
+def test_hand_computation_chi2_on_replay_rows_iiq():
+    # Per agent, summed: E_e[Σ_i -r_i] = mean(-2, -1.5) = -1.75;
+    # ½·mean over 4 rows of Σ_i r_i² = ½·mean(0+4, .25+1, 1+1, 0+9) = ½·4.0625 = 2.03125
+    loss, terms = mifq_loss(**HAND, **REPLAY, r_mixer=None, v_mixer=None)
+    assert terms["reward_term"].item() == pytest.approx(-1.75 + 2.03125)
+
+
+def test_chi2_on_replay_rows_with_expert_rows_as_replay_equals_eq9():
+    """Passing the expert rows again as 'replay' rows leaves E_e[R] + ½E[R²] = E_e[φ(R)]: eq. 9 unchanged."""
+    same = dict(q_taken_r=HAND["q_taken_e"], v_next_r=HAND["v_next_e"], done_r=HAND["done_e"], state_r=None)
+    for mixer in (SumMixer(2), None):
+        ref, _ = mifq_loss(**HAND, r_mixer=mixer, v_mixer=mixer)
+        loss, _ = mifq_loss(**HAND, **same, r_mixer=mixer, v_mixer=mixer)
+        assert loss.item() == pytest.approx(ref.item())
+
+
+def test_replay_rows_shape_checked():
+    bad = dict(REPLAY, v_next_r=torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="v_next_r"):
+        mifq_loss(**HAND, **bad, r_mixer=SumMixer(2), v_mixer=SumMixer(2))
+
+
 def test_terms_are_detached_and_loss_has_grad():
     batch = {k: (v.requires_grad_() if k == "q_taken_e" else v) for k, v in _random_batch(0, n=3).items()}
     mixer = HyperMonotoneMixer(3, 5, embed_dim=4, hypernet_hidden=8).double()

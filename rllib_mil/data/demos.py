@@ -289,15 +289,65 @@ def collect_demos(env_id: str, env_config: dict | None, expert, episodes: int, s
             S.META_SEED: seed,
             S.META_PACKAGE_VERSION: package_version(),
         }
-        pq.write_table(_build_table(cols, metadata), tmp)
-        os.replace(tmp, out_path)
+        _write_atomic(_build_table(cols, metadata), out_path, tmp)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _unlink_quietly(tmp)
         raise
     return str(out_path)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _write_atomic(table: pa.Table, out_path: Path, tmp: str | None = None) -> None:
+    """Write to a temp file in the target directory, then rename: readers never see a partial file."""
+    tmp = tmp or _open_temp(out_path)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, out_path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def subset_path(path: str | os.PathLike, n: int) -> str:
+    """Where ``write_subsets`` puts the first ``n`` episodes of ``path``: ``<stem>_<n>ep.parquet``."""
+    p = Path(path)
+    return str(p.with_name(f"{p.stem}_{int(n)}ep{p.suffix or '.parquet'}"))
+
+
+def write_subsets(path: str | os.PathLike, sizes) -> list[str]:
+    """Nested datasets for the paper's "number of expert trajectories" sweeps (MIFQ §5.2, Fig. 3; 1..128 for
+    MPE, 128..4096 for SMAX): for each n in ``sizes``, the first n episodes of ``path`` (reset seeds
+    seed..seed+n-1), so every smaller set is a prefix of the larger ones. Each file's metadata states its own
+    episode count and return; its win rate is null when the parent has one (per-episode outcomes are not
+    stored), and ``subset_of`` names the parent. Returns the paths (see ``subset_path``)."""
+    demos = read_demos(path)
+    ids = np.unique(demos.episode_id)  # sorted: episode k was reset with seed + k
+    out = []
+    for n in sizes:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= ids.size:
+            raise ValueError(f"subset size {n!r} must be an integer in 1..{ids.size} (the episodes in {str(path)!r})")
+        keep = np.isin(demos.episode_id, ids[: int(n)])
+        cols = {name: values[keep] for name, values in demos.columns().items()}
+        returns = np.bincount(np.unique(cols[S.EPISODE_ID], return_inverse=True)[1],
+                              weights=cols[S.REWARD].astype(np.float64))
+        meta = dict(demos.metadata)
+        meta.update({
+            S.META_EPISODES: int(n),
+            S.META_EXPERT_MEAN_RETURN: float(returns.mean()),
+            S.META_EXPERT_STD_RETURN: float(returns.std()),
+            S.META_EXPERT_WIN_RATE: None,
+            S.META_SUBSET_OF: os.path.abspath(str(path)),
+        })
+        target = subset_path(path, n)
+        _write_atomic(_build_table(cols, meta), Path(target))
+        out.append(target)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -487,7 +537,7 @@ def demos_info(path: str | os.PathLike) -> str:
     meta = demos.metadata
     returns = demos.episode_returns()
     lines = [f"demonstrations: {demos.path}"]
-    for key in S.REQUIRED_METADATA + (S.META_EXPERT_ACTIONS,):
+    for key in S.REQUIRED_METADATA + (S.META_EXPERT_ACTIONS, S.META_SUBSET_OF):
         if key in meta:
             lines.append(f"  {key.split('.', 1)[1]:<20} {json.dumps(meta[key])}")
     lines += [

@@ -78,6 +78,8 @@ META_N_ACTIONS = "rllib_mil.n_actions"
 META_EXPERT = "rllib_mil.expert"
 # How a checkpoint expert chose its actions: "greedy" or "stochastic" (optional: files before it lack it).
 META_EXPERT_ACTIONS = "rllib_mil.expert_actions"
+# Set on the nested subsets written by ``write_subsets``: the absolute path of the full collection (optional).
+META_SUBSET_OF = "rllib_mil.subset_of"
 META_EXPERT_MEAN_RETURN = "rllib_mil.expert_mean_return"
 META_EXPERT_STD_RETURN = "rllib_mil.expert_std_return"
 META_EXPERT_WIN_RATE = "rllib_mil.expert_win_rate"  # null where the game has no win

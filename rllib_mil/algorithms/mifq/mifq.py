@@ -89,6 +89,14 @@ class MIFQConfig(AlgorithmConfig):
         self.use_target_network = True
         self.target_network_update_freq = 0
         self.tau = 0.005
+        # Rows whose recovered reward enters the chi^2 regulariser: False = expert rows only (eq. 9 as written,
+        # phi(R^tot) on expert rows); True = expert and replay rows, E_e[R^tot] + 1/2 E_{e+r}[(R^tot)^2], as in
+        # IQ-Learn's reference code. Without it nothing bounds Q on states the expert never visits and the
+        # value term drags Q down without limit (see README "Deviations").
+        self.chi2_replay = False
+        # Rows of the value term E[V^tot(S) - gamma V^tot(S')]: "all" = expert and replay rows (IQ-Learn online),
+        # "expert" = expert rows only (IQ-Learn's offline form; replay rows then enter only through chi2_replay).
+        self.value_rows = "all"
         # Learner updates per training iteration, and env steps collected before the first one.
         self.num_updates_per_iteration = 32
         self.num_steps_sampled_before_learning_starts = 1000
@@ -130,6 +138,8 @@ class MIFQConfig(AlgorithmConfig):
         use_target_network: Optional[bool] = NotProvided,
         target_network_update_freq: Optional[int] = NotProvided,
         tau: Optional[float] = NotProvided,
+        chi2_replay: Optional[bool] = NotProvided,
+        value_rows: Optional[str] = NotProvided,
         num_updates_per_iteration: Optional[int] = NotProvided,
         num_steps_sampled_before_learning_starts: Optional[int] = NotProvided,
         replay_buffer_config: Optional[dict] = NotProvided,
@@ -153,6 +163,8 @@ class MIFQConfig(AlgorithmConfig):
             use_target_network=use_target_network,
             target_network_update_freq=target_network_update_freq,
             tau=tau,
+            chi2_replay=chi2_replay,
+            value_rows=value_rows,
             num_updates_per_iteration=num_updates_per_iteration,
             num_steps_sampled_before_learning_starts=num_steps_sampled_before_learning_starts,
         ).items():
@@ -179,6 +191,10 @@ class MIFQConfig(AlgorithmConfig):
                 f"`mixer_min_weight`={self.mixer_min_weight} needs `mixer_normalize=True`; for the paper's mixers "
                 "(eq. 7/8 as written) set mixer_normalize=False, mixer_bias=True, mixer_min_weight=0."
             )
+        if self.value_rows not in ("all", "expert"):
+            self._value_error(f"`value_rows` must be 'all' (expert and replay rows) or 'expert', got {self.value_rows!r}.")
+        if not isinstance(self.chi2_replay, bool):
+            self._value_error(f"`chi2_replay` must be True or False, got {self.chi2_replay!r}.")
         if not self.alpha > 0:
             self._value_error(f"`alpha` (soft-value temperature) must be > 0, got {self.alpha}.")
         if not isinstance(self.replay_buffer_config.get("type"), str) or (

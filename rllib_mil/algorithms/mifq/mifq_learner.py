@@ -118,19 +118,27 @@ class MIFQTorchLearner(DQNLearner, TorchLearner):
             q_next = module.q_values(o_next)
         v_next = soft_value(q_next, mask_next, config.alpha)  # (B, n)
 
+        # Value-term rows: expert ∪ replay (IQ-Learn's online form) or expert rows only (its offline form).
+        v_rows = slice(0, n_e) if config.value_rows == "expert" else slice(0, n_e + n_r)
+        # Replay rows in the χ² regulariser (IQ-Learn's reference code) when chi2_replay is set.
+        rep = slice(n_e, n_e + n_r) if config.chi2_replay else None
         loss, terms = mifq_loss(
             q_taken_e=q_taken[:n_e],
             v_next_e=v_next[:n_e],
             done_e=done[:n_e],
             state_e=state[:n_e],
-            v_cur=v_cur,
-            v_next=v_next,
-            done=done,
-            state=state,
-            next_state=state_next,
+            v_cur=v_cur[v_rows],
+            v_next=v_next[v_rows],
+            done=done[v_rows],
+            state=state[v_rows],
+            next_state=state_next[v_rows],
             r_mixer=module.r_mixer,
             v_mixer=module.v_mixer,
             gamma=config.gamma,
+            q_taken_r=None if rep is None else q_taken[rep],
+            v_next_r=None if rep is None else v_next[rep],
+            done_r=None if rep is None else done[rep],
+            state_r=None if rep is None else state[rep],
         )
         if not torch.isfinite(loss):
             raise FloatingPointError(
