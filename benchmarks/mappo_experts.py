@@ -88,6 +88,11 @@ def run_one(task, seed, args):
         "expert_return_std": res["scripted"][1], "random_return": res["random"][0], "score": score,
         "env_steps": curve[-1][0], "plateau": stop_plateau, "wall_s": wall, "eval_episodes": args.eval_episodes,
         "checkpoint": os.path.relpath(ckpt, ROOT), "curve": curve,
+        "curve_label": "sampled return (training rollouts)", "expert_label": "scripted expert",
+        "budget": (f"Here 'expert' is the scripted expert and the score compares MAPPO with it. Budget: MAPPO from "
+                   f"tuned_examples/mappo_mpe_<task>.yaml, trained until the 10-iteration mean return gained < {args.min_delta} over "
+                   f"{args.patience} env steps or {args.max_steps} env steps; greedy decentralized evaluation "
+                   f"on {args.eval_episodes} episodes (seeds {args.eval_seed}+), all experts on the same seeds."),
     }
 
 

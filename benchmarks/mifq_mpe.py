@@ -50,6 +50,7 @@ def run_one(task, algo_name, seed, args):
             alpha=args.alpha,
             chi2_replay=args.chi2_replay,
             value_rows=args.value_rows,
+            **({} if args.mixer_shared is None else {"mixer_shared": args.mixer_shared}),
             num_updates_per_iteration=args.updates_per_iteration,
             train_batch_size_per_learner=args.replay_batch,
             num_steps_sampled_before_learning_starts=1000,
@@ -89,6 +90,8 @@ def main(argv=None):
                    help="chi^2 regulariser on expert and replay rows (IQ-Learn's code) instead of expert rows only")
     p.add_argument("--value-rows", choices=["all", "expert"], default="all",
                    help="rows of the value term: expert and replay ('all') or expert only")
+    p.add_argument("--mixer-shared", action=argparse.BooleanOptionalAction, default=None,
+                   help="one mixer for R and V (MIFQ default) or two as in the paper; unset = MIFQConfig's default")
     p.add_argument("--eval-every", type=int, default=10, help="iterations between learning-curve points")
     p.add_argument("--curve-episodes", type=int, default=10)
     p.add_argument("--eval-episodes", type=int, default=50)
@@ -128,7 +131,7 @@ def main(argv=None):
             "expert_return": r_exp, "random_return": r_rand,
             "score": (r["return"] - r_rand) / (r_exp - r_rand),
             "env_steps": args.env_steps, "demos": args.demos, "lr": args.lr, "alpha": args.alpha,
-            "chi2_replay": args.chi2_replay, "value_rows": args.value_rows,
+            "chi2_replay": args.chi2_replay, "value_rows": args.value_rows, "mixer_shared": args.mixer_shared,
             "updates_per_iteration": args.updates_per_iteration, "replay_batch": args.replay_batch, "eval_episodes": args.eval_episodes,
             "wall_s": r["wall_s"], "curve": r["curve"],
         }

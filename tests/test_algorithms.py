@@ -13,7 +13,7 @@ from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.core.columns import Columns
 
 import rllib_mil  # noqa: F401  (registers env ids and algorithm names)
-from rllib_mil.algorithms.mifq import mifq_learner
+from rllib_mil.algorithms.mifq import MIFQConfig, mifq_learner
 from rllib_mil.algorithms.registry import IMITATION as ALGORITHMS
 from rllib_mil.data.demos import DemoValidationError, collect_demos
 from rllib_mil.envs import ACTION_MASK, OBS, make_team_env
@@ -304,8 +304,26 @@ def test_chi2_replay_and_expert_value_rows_train(name, build):
 
 
 @pytest.mark.parametrize("settings,match", [({"value_rows": "replay"}, "value_rows"),
-                                            ({"chi2_replay": "yes"}, "chi2_replay")])
+                                            ({"chi2_replay": "yes"}, "chi2_replay"),
+                                            ({"mixer_shared": 1}, "mixer_shared")])
 def test_bad_iq_options_fail_validation(settings, match):
     _, config_cls = ALGORITHMS["MIFQ"]
     with pytest.raises(ValueError, match=match):
         config_cls().environment(SPREAD).training(expert_data=SMALL_DEMOS, **settings).validate()
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_mifq_mixer_shared_or_paper_pair(shared, build):
+    """Default: one state-conditioned mixer serves R^tot and V^tot (README deviation 2); False = the paper's pair
+    (psi_R, psi_V). Both keep the mixers on the learner only and survive a weights round trip."""
+    algo = build(make_config("MIFQ", mixer_shared=shared))
+    full = learner_module(algo)
+    assert (full.r_mixer is full.v_mixer) == shared
+    n_mixer_params = sum(p.numel() for p in full.v_mixer.parameters())
+    n_all = sum(p.numel() for p in full.parameters())  # shared parameters are counted once
+    n_q = 2 * sum(p.numel() for p in full.q_net.parameters())  # online + target Q net
+    assert n_all == n_q + (1 if shared else 2) * n_mixer_params
+    weights = learner_weights(algo)
+    algo.learner_group.set_weights({MODULE_ID: weights})
+    assert_state_equal(learner_weights(algo), weights)
+    assert MIFQConfig().mixer_shared is True

@@ -81,6 +81,12 @@ class MIFQConfig(AlgorithmConfig):
         self.mixer_bias = False
         # With mixer_normalize: uniform share of each agent's mixing weight (0 = free, 1 = VDN-like average).
         self.mixer_min_weight = 0.5
+        # One mixer (one set of hypernetworks) for both R^tot and V^tot, instead of the paper's two (psi_R, psi_V).
+        # With two mixers eq. 9 is unbounded below: agents' rewards can diverge in opposite directions that
+        # cancel in R^tot while the V mixer weights the agents differently (the paper's ELU mixers then sit at
+        # their floor of -1 = argmin phi). With one mixer a linear or positively homogeneous mixer gives
+        # J >= E[(R^tot)^2]/2, as for VDN (see README "Deviations"). False = paper.
+        self.mixer_shared = True
         # Shared per-agent Q network: MLP hidden sizes, one-hot agent id appended to each agent's obs.
         self.hidden = [128, 128]
         self.add_agent_id = True
@@ -133,6 +139,7 @@ class MIFQConfig(AlgorithmConfig):
         mixer_normalize: Optional[bool] = NotProvided,
         mixer_bias: Optional[bool] = NotProvided,
         mixer_min_weight: Optional[float] = NotProvided,
+        mixer_shared: Optional[bool] = NotProvided,
         hidden=NotProvided,
         add_agent_id: Optional[bool] = NotProvided,
         use_target_network: Optional[bool] = NotProvided,
@@ -158,6 +165,7 @@ class MIFQConfig(AlgorithmConfig):
             mixer_normalize=mixer_normalize,
             mixer_bias=mixer_bias,
             mixer_min_weight=mixer_min_weight,
+            mixer_shared=mixer_shared,
             hidden=hidden,
             add_agent_id=add_agent_id,
             use_target_network=use_target_network,
@@ -191,6 +199,8 @@ class MIFQConfig(AlgorithmConfig):
                 f"`mixer_min_weight`={self.mixer_min_weight} needs `mixer_normalize=True`; for the paper's mixers "
                 "(eq. 7/8 as written) set mixer_normalize=False, mixer_bias=True, mixer_min_weight=0."
             )
+        if not isinstance(self.mixer_shared, bool):
+            self._value_error(f"`mixer_shared` must be True or False, got {self.mixer_shared!r}.")
         if self.value_rows not in ("all", "expert"):
             self._value_error(f"`value_rows` must be 'all' (expert and replay rows) or 'expert', got {self.value_rows!r}.")
         if not isinstance(self.chi2_replay, bool):
@@ -236,6 +246,7 @@ class MIFQConfig(AlgorithmConfig):
             "mixer_normalize": self.mixer_normalize,
             "mixer_bias": self.mixer_bias,
             "mixer_min_weight": self.mixer_min_weight,
+            "mixer_shared": self.mixer_shared,
             "rollout_alpha": self.alpha if self.rollout_alpha is None else self.rollout_alpha,
         }
 

@@ -29,7 +29,7 @@ class MIFQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
     """Team soft-Q module. ``model_config`` keys (filled from ``MIFQConfig``):
 
     hidden (list[int]), add_agent_id (bool), mixer ("mifq" | "vdn" | "none"), mixer_embed_dim (int),
-    hypernet_hidden (int), mixer_normalize (bool), mixer_bias (bool), mixer_min_weight (float),
+    hypernet_hidden (int), mixer_normalize (bool), mixer_bias (bool), mixer_min_weight (float), mixer_shared (bool),
     rollout_alpha (float or schedule [[t, alpha], ...]: Boltzmann temperature of rollouts; the learner's soft
     values use ``MIFQConfig.alpha``). Defaults live in ``MIFQConfig`` only.
     """
@@ -56,9 +56,13 @@ class MIFQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
                 bias=mc["mixer_bias"],
                 min_weight=mc["mixer_min_weight"],
             )
-        # Separate V and R mixers (eq. 7 and 8); None = independent learning (IIQ).
+        # V and R mixers (eq. 7 and 8); None = independent learning (IIQ). With `mixer_shared` both names refer
+        # to one module (one set of hypernetworks); see MIFQConfig.mixer_shared.
         self.v_mixer = make_mixer(mc["mixer"], self.n_agents, state_dim, **mixer_kwargs)
-        self.r_mixer = make_mixer(mc["mixer"], self.n_agents, state_dim, **mixer_kwargs)
+        if mc["mixer_shared"]:
+            self.r_mixer = self.v_mixer
+        else:
+            self.r_mixer = make_mixer(mc["mixer"], self.n_agents, state_dim, **mixer_kwargs)
         # Rollout temperature; a schedule over sampled env steps is allowed.
         self.alpha_schedule = Scheduler(mc["rollout_alpha"], framework="torch")
 
