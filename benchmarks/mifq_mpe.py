@@ -23,15 +23,20 @@ TASKS = ["mpe/simple_spread", "mpe/simple_reference", "mpe/simple_speaker_listen
 ALGOS = ["MIFQ", "IIQ", "IQVDN"]
 
 
-def reference_returns(task, demos_episodes, eval_episodes, eval_seed):
+def reference_returns(task, expert, eval_episodes, eval_seed):
+    """Greedy return of the demonstrating expert ("scripted" or a checkpoint) and of random play."""
     from rllib_mil.data.experts import make_expert
     from rllib_mil.envs import make_team_env
-    from rllib_mil.evaluation import run_episodes
+    from rllib_mil.evaluation import expert_from_arg, run_episodes
 
     env = make_team_env(task, {})
-    out = {}
-    for name in ("scripted", "random"):
-        out[name] = run_episodes(env, make_expert(name, env), eval_episodes, eval_seed)["return_mean"]
+    demonstrator = expert_from_arg(expert, task)
+    demonstrator = make_expert(demonstrator, env) if isinstance(demonstrator, str) else demonstrator
+    out = {
+        "expert": run_episodes(env, demonstrator, eval_episodes, eval_seed)["return_mean"],
+        "random": run_episodes(env, make_expert("random", env), eval_episodes, eval_seed)["return_mean"],
+    }
+    env.close()
     return out
 
 
@@ -45,7 +50,7 @@ def run_one(task, algo_name, seed, args):
         config_cls()
         .environment(task)
         .training(
-            expert_data={"expert": "scripted", "episodes": args.demos, "seed": 0},
+            expert_data={"expert": args.expert, "episodes": args.demos, "seed": 0},
             lr=args.lr,
             alpha=args.alpha,
             chi2_replay=args.chi2_replay,
@@ -81,6 +86,9 @@ def main(argv=None):
     p.add_argument("--algos", nargs="+", default=ALGOS)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--demos", type=int, default=128, help="expert episodes (paper: 128 for MPE)")
+    p.add_argument("--expert", default="scripted",
+                   help="demonstrator: 'scripted' or a checkpoint trained on the task (e.g. a MAPPO expert from "
+                        "benchmarks/mappo_experts.py); its greedy return is R_expert. Use with a single --tasks.")
     p.add_argument("--env-steps", type=int, default=8_000, help="env-step budget per run")
     p.add_argument("--updates-per-iteration", type=int, default=50, help="learner updates per 100 env steps")
     p.add_argument("--replay-batch", type=int, default=64, help="replay rows per update (expert rows: 128)")
@@ -88,7 +96,7 @@ def main(argv=None):
     p.add_argument("--alpha", type=float, default=0.01)
     p.add_argument("--chi2-replay", action=argparse.BooleanOptionalAction, default=False,
                    help="chi^2 regulariser on expert and replay rows (IQ-Learn's code) instead of expert rows only")
-    p.add_argument("--value-rows", choices=["all", "expert"], default="all",
+    p.add_argument("--value-rows", choices=["all", "expert"], default="expert",
                    help="rows of the value term: expert and replay ('all') or expert only")
     p.add_argument("--mixer-shared", action=argparse.BooleanOptionalAction, default=None,
                    help="one mixer for R and V (MIFQ default) or two as in the paper; unset = MIFQConfig's default")
@@ -122,15 +130,15 @@ def main(argv=None):
         if n % shard_k != shard_i:
             continue
         if task not in refs:
-            refs[task] = reference_returns(task, args.demos, args.eval_episodes, args.eval_seed)
-            print(f"{task}: expert {refs[task]['scripted']:.2f} random {refs[task]['random']:.2f}", flush=True)
+            refs[task] = reference_returns(task, args.expert, args.eval_episodes, args.eval_seed)
+            print(f"{task}: expert {refs[task]['expert']:.2f} random {refs[task]['random']:.2f}", flush=True)
         r = run_one(task, algo_name, seed, args)
-        r_exp, r_rand = refs[task]["scripted"], refs[task]["random"]
+        r_exp, r_rand = refs[task]["expert"], refs[task]["random"]
         row = {
             "task": task, "algo": algo_name, "seed": seed, "return": r["return"],
             "expert_return": r_exp, "random_return": r_rand,
             "score": (r["return"] - r_rand) / (r_exp - r_rand),
-            "env_steps": args.env_steps, "demos": args.demos, "lr": args.lr, "alpha": args.alpha,
+            "env_steps": args.env_steps, "demos": args.demos, "expert": args.expert, "lr": args.lr, "alpha": args.alpha,
             "chi2_replay": args.chi2_replay, "value_rows": args.value_rows, "mixer_shared": args.mixer_shared,
             "updates_per_iteration": args.updates_per_iteration, "replay_batch": args.replay_batch, "eval_episodes": args.eval_episodes,
             "wall_s": r["wall_s"], "curve": r["curve"],

@@ -65,7 +65,7 @@ def benchmark_report(path: str, docs: str, name: str, title: str) -> str:
     else:  # imitation benchmark rows (benchmarks/mifq_mpe.py)
         budget = (
             f"Budget: {r0['env_steps']} env steps per run, {r0['updates_per_iteration']} learner updates per 100 env "
-            f"steps ({r0.get('replay_batch', '?')} replay + 128 expert rows each), {r0['demos']} scripted-expert "
+            f"steps ({r0.get('replay_batch', '?')} replay + 128 expert rows each), {r0['demos']} {'scripted' if r0.get('expert', 'scripted') == 'scripted' else 'checkpoint'}-expert "
             f"episodes, lr={r0['lr']}, alpha={r0['alpha']}; greedy decentralized evaluation on "
             f"{r0['eval_episodes']} episodes."
         )
