@@ -228,13 +228,11 @@ def cmd_evaluate(args) -> int:
 def cmd_demos_collect(args) -> int:
     import rllib_mil  # noqa: F401
     from rllib_mil.data.demos import collect_demos
-    from rllib_mil.evaluation import expert_from_arg
 
     env_config = json.loads(args.env_config) if args.env_config else {}
     if args.address:
         os.environ["RAY_ADDRESS"] = args.address
-    # Checked here (env, algorithm, obs shapes) so a bad checkpoint fails before any runner starts.
-    expert_from_arg(args.expert, args.env, env_config, stochastic=args.stochastic)
+    # collect_demos checks the expert (env, algorithm, obs shapes) before any runner starts.
     t0 = time.perf_counter()
     path = collect_demos(args.env, env_config, args.expert, args.episodes, args.seed, args.out,
                          num_env_runners=args.num_env_runners, stochastic=args.stochastic)

@@ -86,17 +86,21 @@ class ModulePolicy(Expert):
                 self._state = {k: torch.as_tensor(v) for k, v in self._state.items()}
             batch[Columns.OBS] = {k: v[:, None] for k, v in obs.items()}  # (1, T=1, ...)
             batch[Columns.STATE_IN] = self._state
-        # Seed torch from rng inside a forked RNG: sampled actions depend on rng only, global state is untouched.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(rng.integers(2**63 - 1)))
-            out = module.forward_exploration(batch, t=0) if self.stochastic else module.forward_inference(batch)
-            if Columns.ACTIONS in out:
-                actions = out[Columns.ACTIONS]
-            else:
-                cls = (module.get_exploration_action_dist_cls() if self.stochastic
-                       else module.get_inference_action_dist_cls())
-                dist = cls.from_logits(out[Columns.ACTION_DIST_INPUTS])
-                actions = dist.sample() if self.stochastic else dist.to_deterministic().sample()
+        if self.stochastic:
+            # Seed torch from rng inside a forked RNG: sampled actions depend on rng only, global state untouched.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(rng.integers(2**63 - 1)))
+                out = module.forward_exploration(batch, t=0)
+                actions = out.get(Columns.ACTIONS)
+                if actions is None:
+                    dist = module.get_exploration_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
+                    actions = dist.sample()
+        else:
+            out = module.forward_inference(batch)
+            actions = out.get(Columns.ACTIONS)
+            if actions is None:
+                dist = module.get_inference_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
+                actions = dist.to_deterministic().sample()
         if stateful:
             self._state = out[Columns.STATE_OUT]
             actions = actions[:, 0]  # drop T

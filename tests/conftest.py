@@ -3,6 +3,7 @@
 * ``demo_cache``: one ``RLLIB_MIL_CACHE`` directory for the whole session, so ``expert_data={"expert": ...,
   "episodes": ...}`` demonstrations are generated once and reused (in-process and by the CLI subprocesses).
 * ``ray_session``: one local Ray instance (2 CPUs, no dashboard) shared by every in-process test.
+* ``build``: ``build(config)`` builds an algorithm on that instance and stops it at teardown.
 """
 import os
 
@@ -43,3 +44,18 @@ def ray_session(demo_cache):
     yield
     if started:
         ray.shutdown()
+
+
+@pytest.fixture
+def build(ray_session):
+    """build(config) -> algorithm, stopped at teardown (for tests that build their own)."""
+    algos = []
+
+    def _build(config):
+        algo = config.build_algo()
+        algos.append(algo)
+        return algo
+
+    yield _build
+    for algo in algos:
+        algo.stop()

@@ -108,21 +108,6 @@ def trained(request, ray_session):
         algo.stop()
 
 
-@pytest.fixture
-def build(ray_session):
-    """build(config) -> algorithm, stopped at teardown."""
-    algos = []
-
-    def _build(config):
-        algo = config.build_algo()
-        algos.append(algo)
-        return algo
-
-    yield _build
-    for algo in algos:
-        algo.stop()
-
-
 # ------------------------------------------------------------------------------------------------ training
 def test_trains_and_reports_learner_metrics(trained):
     first, last = trained.results[0], trained.results[-1]

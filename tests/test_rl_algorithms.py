@@ -67,20 +67,6 @@ def greedy_rollout_actions(module, env_id=SPREAD, steps=60, seed=0):
     return np.stack(out)
 
 
-@pytest.fixture
-def build(ray_session):
-    algos = []
-
-    def _build(config):
-        algo = config.build_algo()
-        algos.append(algo)
-        return algo
-
-    yield _build
-    for algo in algos:
-        algo.stop()
-
-
 @pytest.fixture(scope="module", params=[(n, gru) for n in RL_NAMES for gru in (False, True)],
                 ids=lambda p: f"{p[0]}-{'gru' if p[1] else 'mlp'}")
 def trained(request, ray_session):
