@@ -30,3 +30,13 @@ def assert_rollouts_respect_masks(episodes, min_steps: int = 200) -> None:
     assert n_actions == 5 and sorted(len(a) for a in avail) == [3, 5], avail
     for agent, agent_avail in enumerate(avail):
         assert chosen[agent] == agent_avail, (agent, chosen[agent], agent_avail)
+
+
+def nan_loss(loss_fn):
+    """``loss_fn`` (returning ``(loss, terms)``) with its loss turned into NaN: for non-finite-loss tests."""
+
+    def wrapped(*args, **kwargs):
+        loss, terms = loss_fn(*args, **kwargs)
+        return loss * float("nan"), terms
+
+    return wrapped

@@ -18,7 +18,7 @@ from rllib_mil.algorithms.registry import IMITATION as ALGORITHMS
 from rllib_mil.data.demos import DemoValidationError, collect_demos
 from rllib_mil.envs import ACTION_MASK, OBS, make_team_env
 from rllib_mil.evaluation import evaluate_checkpoint, load_team_module
-from helpers import assert_rollouts_respect_masks
+from helpers import assert_rollouts_respect_masks, nan_loss
 
 ALGO_NAMES = sorted(ALGORITHMS)
 MODULE_ID = "default_policy"
@@ -261,14 +261,8 @@ def test_mismatched_demos_fail_on_driver_with_remote_learner(spread_n3_demos, bu
 
 
 def test_non_finite_loss_raises(build, monkeypatch):
-    original = mifq_learner.mifq_loss
-
-    def nan_loss(*args, **kwargs):
-        loss, terms = original(*args, **kwargs)
-        return loss * float("nan"), terms
-
     algo = build(make_config("MIFQ"))
-    monkeypatch.setattr(mifq_learner, "mifq_loss", nan_loss)
+    monkeypatch.setattr(mifq_learner, "mifq_loss", nan_loss(mifq_learner.mifq_loss))
     with pytest.raises(FloatingPointError, match="not finite") as info:
         for _ in range(LEARNING_STARTS // FRAGMENT + 1):
             algo.train()

@@ -13,7 +13,7 @@ from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.core.columns import Columns
 
 import rllib_mil  # noqa: F401  (registers env ids and algorithm names)
-from helpers import assert_rollouts_respect_masks
+from helpers import assert_rollouts_respect_masks, nan_loss
 from rllib_mil.algorithms.mappo import mappo_learner
 from rllib_mil.algorithms.registry import RL
 from rllib_mil.data.experts import RandomExpert, episode_outcomes
@@ -214,14 +214,8 @@ def test_non_team_env_is_rejected(build):
 
 
 def test_non_finite_loss_raises(build, monkeypatch):
-    original = mappo_learner.mappo_loss
-
-    def nan_loss(*args, **kwargs):
-        loss, terms = original(*args, **kwargs)
-        return loss * float("nan"), terms
-
     algo = build(make_config("MAPPO"))
-    monkeypatch.setattr(mappo_learner, "mappo_loss", nan_loss)
+    monkeypatch.setattr(mappo_learner, "mappo_loss", nan_loss(mappo_learner.mappo_loss))
     with pytest.raises(FloatingPointError, match="not finite") as info:
         algo.train()
     assert "lr" in str(info.value) and "policy_loss" in str(info.value)

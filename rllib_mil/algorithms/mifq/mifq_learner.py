@@ -18,6 +18,7 @@ from ray.rllib.utils.typing import ModuleID, TensorType
 
 from rllib_mil.algorithms.mifq.mifq_loss import mifq_loss
 from rllib_mil.algorithms.mifq.mifq_rl_module import TARGET_Q_VALUES
+from rllib_mil.algorithms.utils import raise_if_not_finite
 from rllib_mil.data import schema
 from rllib_mil.data.demos import ensure_demos, read_demos
 from rllib_mil.data.expert_buffer import ExpertBuffer
@@ -140,12 +141,7 @@ class MIFQTorchLearner(DQNLearner, TorchLearner):
             done_r=None if rep is None else done[rep],
             state_r=None if rep is None else state[rep],
         )
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"MIFQ loss is not finite ({loss.item()}; reward term {terms['reward_term'].item()}, value term "
-                f"{terms['value_term'].item()}). Lower `lr`, raise `alpha`, or set `grad_clip`; checkpoints "
-                "already written are kept and can be restored."
-            )
+        raise_if_not_finite("MIFQ", loss, terms, "Lower `lr`, raise `alpha`, or set `grad_clip`.")
         with torch.no_grad():
             avail = mask > 0.5
             q_avail = q.masked_select(avail)
