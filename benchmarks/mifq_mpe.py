@@ -40,7 +40,29 @@ def reference_returns(task, expert, eval_episodes, eval_seed):
     return out
 
 
-def run_one(task, algo_name, seed, args):
+def parse_method(method):
+    """'MIFQ' (online, the config's defaults), 'MIFQ:offline' (offline=True) or 'BC' -> (algo, overrides)."""
+    algo, _, mode = method.partition(":")
+    if mode not in ("", "offline"):
+        raise SystemExit(f"unknown method {method!r}: use ALGO, ALGO:offline or BC")
+    return algo, ({"offline": True} if mode == "offline" else {})
+
+
+def run_bc(task, seed, demos, args):
+    """Behaviour cloning (benchmarks/bc_reference.py) on the same demonstrations and evaluation seeds."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import bc_reference
+
+    bc_args = argparse.Namespace(demos=demos, updates=args.bc_updates, lr=1e-3, eval_episodes=args.eval_episodes,
+                                 eval_seed=args.eval_seed)
+    r = bc_reference.run_one(task, seed, bc_args)
+    return {"return": r["return"], "curve": [], "wall_s": r["wall_s"]}
+
+
+def run_one(task, method, seed, demos, args):
+    algo_name, overrides = parse_method(method)
+    if algo_name == "BC":
+        return run_bc(task, seed, demos, args)
     from rllib_mil.algorithms.registry import get_algorithm
     from rllib_mil.envs import make_team_env
     from rllib_mil.evaluation import ModulePolicy, run_episodes
@@ -50,42 +72,56 @@ def run_one(task, algo_name, seed, args):
         config_cls()
         .environment(task)
         .training(
-            expert_data={"expert": args.expert, "episodes": args.demos, "seed": 0},
+            expert_data={"expert": args.expert, "episodes": demos, "seed": 0},
             lr=args.lr,
-            alpha=args.alpha,
-            chi2_replay=args.chi2_replay,
-            value_rows=args.value_rows,
-            **({} if args.mixer_shared is None else {"mixer_shared": args.mixer_shared}),
+            gamma=args.gamma,
+            # Unset options keep MIFQConfig's defaults.
+            **{k: v for k, v in (("alpha", args.alpha), ("chi2_replay", args.chi2_replay), ("value_rows", args.value_rows),
+                                 ("mixer_shared", args.mixer_shared)) if v is not None},
             num_updates_per_iteration=args.updates_per_iteration,
             train_batch_size_per_learner=args.replay_batch,
             num_steps_sampled_before_learning_starts=1000,
         )
+        .training(**json.loads(args.config))
+        .training(**overrides)
         .env_runners(num_env_runners=0, num_envs_per_env_runner=4, rollout_fragment_length=25)
         .debugging(seed=seed)
     )
     algo = config.build_algo()
     env = make_team_env(task, {})
     curve, t0 = [], time.time()
+    offline = bool(config.offline)
+    # Offline runs get the online run's number of updates (no warm-up); their curve's x is that run's env steps.
+    steps_per_iter = 4 * 25
+    warmup_iters = -(-1000 // steps_per_iter)
     while True:
         res = algo.train()
-        steps = res["num_env_steps_sampled_lifetime"]
+        if offline:
+            steps = (res["training_iteration"] + warmup_iters) * steps_per_iter
+        else:
+            steps = res["num_env_steps_sampled_lifetime"]
         if res["training_iteration"] % args.eval_every == 0 or steps >= args.env_steps:
             ev = run_episodes(env, ModulePolicy(algo.get_module()), args.curve_episodes, 10_000)["return_mean"]
-            curve.append((int(steps), ev))
-            print(f"  {task} {algo_name} seed={seed} steps={steps} eval_return={ev:.2f} ({time.time()-t0:.0f}s)", flush=True)
+            stats = res.get("learners", {}).get("default_policy", {})
+            curve.append((int(steps), ev, float(stats.get("q_abs_max", float("nan")))))
+            print(f"  {task} {algo_name} seed={seed} steps={steps} eval_return={ev:.2f} q_abs_max={curve[-1][2]:.1f} ({time.time()-t0:.0f}s)", flush=True)
         if steps >= args.env_steps:
             break
     final = run_episodes(env, ModulePolicy(algo.get_module()), args.eval_episodes, args.eval_seed)["return_mean"]
     algo.stop()
-    return {"return": final, "curve": curve, "wall_s": time.time() - t0}
+    settings = {k: getattr(config, k) for k in ("alpha", "gamma", "value_rows", "chi2_replay", "offline")}
+    settings["replay_capacity"] = config.replay_buffer_config.get("capacity")
+    return {"return": final, "curve": curve, "wall_s": time.time() - t0, "settings": settings}
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", nargs="+", default=TASKS)
-    p.add_argument("--algos", nargs="+", default=ALGOS)
+    p.add_argument("--algos", "--methods", dest="methods", nargs="+", default=ALGOS,
+                   help="registered algorithm names (online, their defaults), NAME:offline, or BC")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--demos", type=int, default=128, help="expert episodes (paper: 128 for MPE)")
+    p.add_argument("--demos", type=int, nargs="+", default=[128], help="expert episodes (paper: 128 for MPE)")
+    p.add_argument("--bc-updates", type=int, default=10_000, help="updates of the BC method")
     p.add_argument("--expert", default="scripted",
                    help="demonstrator: 'scripted' or a checkpoint trained on the task (e.g. a MAPPO expert from "
                         "benchmarks/mappo_experts.py); its greedy return is R_expert. Use with a single --tasks.")
@@ -93,13 +129,17 @@ def main(argv=None):
     p.add_argument("--updates-per-iteration", type=int, default=50, help="learner updates per 100 env steps")
     p.add_argument("--replay-batch", type=int, default=64, help="replay rows per update (expert rows: 128)")
     p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--alpha", type=float, default=0.01)
-    p.add_argument("--chi2-replay", action=argparse.BooleanOptionalAction, default=False,
-                   help="chi^2 regulariser on expert and replay rows (IQ-Learn's code) instead of expert rows only")
-    p.add_argument("--value-rows", choices=["all", "expert"], default="expert",
-                   help="rows of the value term: expert and replay ('all') or expert only")
+    p.add_argument("--alpha", type=float, default=None, help="soft-value temperature; unset = MIFQConfig's default")
+    p.add_argument("--gamma", type=float, default=0.9,
+                   help="discount; 0.9 for MPE's 25-step episodes (MIFQConfig's default 0.99 suits long episodes)")
+    p.add_argument("--chi2-replay", action=argparse.BooleanOptionalAction, default=None,
+                   help="chi^2 regulariser on expert and replay rows or expert rows only; unset = MIFQConfig's default")
+    p.add_argument("--value-rows", choices=["all", "expert", "replay"], default=None,
+                   help="rows of the value term; unset = MIFQConfig's default")
     p.add_argument("--mixer-shared", action=argparse.BooleanOptionalAction, default=None,
                    help="one mixer for R and V (MIFQ default) or two as in the paper; unset = MIFQConfig's default")
+    p.add_argument("--config", default="{}", help="JSON dict of further MIFQConfig.training() settings")
+    p.add_argument("--tag", default="", help="label stored in each row (for ablation tables)")
     p.add_argument("--eval-every", type=int, default=10, help="iterations between learning-curve points")
     p.add_argument("--curve-episodes", type=int, default=10)
     p.add_argument("--eval-episodes", type=int, default=50)
@@ -124,26 +164,33 @@ def main(argv=None):
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     shard_i, shard_k = (int(x) for x in args.shard.split("/"))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    grid = [(t, a, s) for t in args.tasks for a in args.algos for s in args.seeds]
+    grid = [(t, d, m, s) for t in args.tasks for d in args.demos for m in args.methods for s in args.seeds]
+    # Resumable: cells already in --out (same task, demos, method, seed and tag) are skipped.
+    done = set()
+    if os.path.exists(args.out):
+        for line in open(args.out):
+            if line.strip():
+                r = json.loads(line)
+                done.add((r["task"], r["demos"], r["algo"], r["seed"], r.get("tag", "")))
     refs = {}
-    for n, (task, algo_name, seed) in enumerate(grid):
-        if n % shard_k != shard_i:
+    for n, (task, demos, algo_name, seed) in enumerate(grid):
+        if n % shard_k != shard_i or (task, demos, algo_name, seed, args.tag) in done:
             continue
         if task not in refs:
             refs[task] = reference_returns(task, args.expert, args.eval_episodes, args.eval_seed)
             print(f"{task}: expert {refs[task]['expert']:.2f} random {refs[task]['random']:.2f}", flush=True)
-        r = run_one(task, algo_name, seed, args)
+        r = run_one(task, algo_name, seed, demos, args)
         r_exp, r_rand = refs[task]["expert"], refs[task]["random"]
         row = {
             "task": task, "algo": algo_name, "seed": seed, "return": r["return"],
             "expert_return": r_exp, "random_return": r_rand,
             "score": (r["return"] - r_rand) / (r_exp - r_rand),
-            "env_steps": args.env_steps, "demos": args.demos, "expert": args.expert, "lr": args.lr, "alpha": args.alpha,
-            "chi2_replay": args.chi2_replay, "value_rows": args.value_rows, "mixer_shared": args.mixer_shared,
+            "env_steps": args.env_steps, "demos": demos, "expert": args.expert, "lr": args.lr, **r.get("settings", {}),
+            "mixer_shared": args.mixer_shared,
             "updates_per_iteration": args.updates_per_iteration, "replay_batch": args.replay_batch, "eval_episodes": args.eval_episodes,
-            "wall_s": r["wall_s"], "curve": r["curve"],
+            "wall_s": r["wall_s"], "curve": r["curve"], "config": json.loads(args.config), "tag": args.tag,
         }
-        print(f"RESULT {task} {algo_name} seed={seed} return={r['return']:.2f} score={row['score']:.3f}", flush=True)
+        print(f"RESULT {task} demos={demos} {algo_name} seed={seed} return={r['return']:.2f} score={row['score']:.3f}", flush=True)
         with open(args.out, "a") as f:
             f.write(json.dumps(row) + "\n")
     return 0

@@ -32,11 +32,8 @@ def _plt():
     return plt
 
 
-def benchmark_report(path: str, docs: str, name: str, title: str) -> str:
-    """Markdown table (mean ± std of the score over seeds) and curves of a benchmark ``.jsonl``."""
-    rows = [json.loads(line) for line in open(path) if line.strip()]
-    if not rows:
-        raise ValueError(f"{path} holds no results yet.")
+def _score_table(rows: List[dict]) -> List[str]:
+    """Markdown rows: tasks x algorithms, mean ± std of the score over seeds (mean return, seed count)."""
     by: Dict[tuple, List[dict]] = defaultdict(list)
     for r in rows:
         by[(r["task"], r["algo"])].append(r)
@@ -59,14 +56,37 @@ def benchmark_report(path: str, docs: str, name: str, title: str) -> str:
             ret = np.array([r["return"] for r in rs])
             cells.append(f"{sc.mean():.2f} ± {sc.std():.2f} ({ret.mean():.1f}; n={len(rs)})")
         lines.append(f"| {t} | {ref['expert_return']:.1f} | {ref['random_return']:.1f} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def benchmark_report(path: str, docs: str, name: str, title: str) -> str:
+    """Markdown table (mean ± std of the score over seeds) and curves of a benchmark ``.jsonl``.
+
+    Rows with several demonstration counts (``demos``) give one table per count, a demo-count plot
+    (``<name>_demos.png``: score vs number of demonstrations) and learning curves per count. Curves whose points
+    carry a third value (``q_abs_max``) also get a Q-magnitude plot (``<name>_q.png``).
+    """
+    rows = [json.loads(line) for line in open(path) if line.strip()]
+    if not rows:
+        raise ValueError(f"{path} holds no results yet.")
+    demo_counts = sorted({r.get("demos") for r in rows if r.get("demos") is not None})
+    groups = [(d, [r for r in rows if r.get("demos") == d]) for d in demo_counts] or [(None, rows)]
+    lines: List[str] = []
+    for d, rs in groups:
+        if len(groups) > 1:
+            lines += ["", f"**{d} demonstrations**", ""]
+        lines += _score_table(rs)
     r0 = rows[0]
     if "budget" in r0:  # benchmarks describe their own budget
         budget = r0["budget"]
     else:  # imitation benchmark rows (benchmarks/mifq_mpe.py)
+        ra = next((r for r in rows if "alpha" in r), r0)  # BC rows carry no soft-Q settings
+        demos = ", ".join(str(d) for d in demo_counts)
         budget = (
             f"Budget: {r0['env_steps']} env steps per run, {r0['updates_per_iteration']} learner updates per 100 env "
-            f"steps ({r0.get('replay_batch', '?')} replay + 128 expert rows each), {r0['demos']} {'scripted' if r0.get('expert', 'scripted') == 'scripted' else 'checkpoint'}-expert "
-            f"episodes, lr={r0['lr']}, alpha={r0['alpha']}; greedy decentralized evaluation on "
+            f"steps ({r0.get('replay_batch', '?')} replay + 128 expert rows each), {demos} "
+            f"{'scripted' if r0.get('expert', 'scripted') == 'scripted' else 'checkpoint'}-expert "
+            f"episodes, lr={r0['lr']}, alpha={ra.get('alpha', '?')}, gamma={ra.get('gamma', '?')}; greedy decentralized evaluation on "
             f"{r0['eval_episodes']} episodes."
         )
     lines += [
@@ -74,32 +94,76 @@ def benchmark_report(path: str, docs: str, name: str, title: str) -> str:
         f"score = (R − R_random) / (R_expert − R_random), mean ± std over seeds {sorted({r['seed'] for r in rows})}. "
         f"{budget} Mean wall time per run {np.mean([r['wall_s'] for r in rows]):.0f} s (2-CPU machine, CPU learner).",
     ]
-    table = "\n".join(lines)
+    table = "\n".join(lines).strip("\n")
     os.makedirs(docs, exist_ok=True)
-    png = f"{name}_curves.png"
+    tasks = _ordered([r["task"] for r in rows], TASK_ORDER)
+    algos = _ordered([r["algo"] for r in rows], ALGO_ORDER)
+    pngs = [f"{name}_curves.png"]
+    _plot_curves(rows, groups, tasks, algos, os.path.join(docs, pngs[0]), value_index=1,
+                 ylabel=r0.get("curve_label", "greedy return"), references=True)
+    if any(len(p) > 2 for r in rows for p in r.get("curve", [])):
+        pngs.append(f"{name}_q.png")
+        _plot_curves(rows, groups, tasks, algos, os.path.join(docs, pngs[-1]), value_index=2,
+                     ylabel="q_abs_max (learner)", references=False)
+    if len(groups) > 1:
+        pngs.append(f"{name}_demos.png")
+        _plot_demo_counts(rows, tasks, algos, os.path.join(docs, pngs[-1]))
     with open(os.path.join(docs, f"{name}_results.md"), "w") as f:
-        f.write(f"# {title}\n\n{table}\n\n![learning curves]({png})\n")
+        f.write(f"# {title}\n\n{table}\n\n" + "\n".join(f"![{p}]({p})" for p in pngs) + "\n")
+    return table
+
+
+def _plot_curves(rows, groups, tasks, algos, out, value_index, ylabel, references):
+    """Learning curves (mean over seeds, min-max band): one row of panels per demo count, one column per task."""
     plt = _plt()
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
-    for ax, t in zip(axes[0], tasks):
-        for a in algos:
-            curves = [r["curve"] for r in by.get((t, a), []) if r.get("curve")]
-            if not curves:
-                continue
-            n = min(len(c) for c in curves)
-            xs = [p[0] for p in curves[0][:n]]
-            ys = np.array([[p[1] for p in c[:n]] for c in curves])
-            ax.plot(xs, ys.mean(0), label=a)
-            ax.fill_between(xs, ys.min(0), ys.max(0), alpha=0.2)
-        ref = next(r for r in rows if r["task"] == t)
-        ax.axhline(ref["expert_return"], color="k", ls="--", lw=1, label=ref.get("expert_label", "expert"))
-        ax.axhline(ref["random_return"], color="grey", ls=":", lw=1, label="random")
-        ax.set(title=t, xlabel="env steps", ylabel=r0.get("curve_label", "greedy return"))
+    fig, axes = plt.subplots(len(groups), len(tasks), figsize=(5 * len(tasks), 3.4 * len(groups)), squeeze=False)
+    for axrow, (d, rs) in zip(axes, groups):
+        for ax, t in zip(axrow, tasks):
+            for a in algos:
+                curves = [r["curve"] for r in rs if r["task"] == t and r["algo"] == a and r.get("curve")]
+                curves = [c for c in curves if all(len(p) > value_index for p in c)]
+                if not curves:
+                    continue
+                n = min(len(c) for c in curves)
+                xs = [p[0] for p in curves[0][:n]]
+                ys = np.array([[p[value_index] for p in c[:n]] for c in curves], dtype=float)
+                ax.plot(xs, np.nanmean(ys, 0), label=a)
+                ax.fill_between(xs, np.nanmin(ys, 0), np.nanmax(ys, 0), alpha=0.2)
+            ref = next((r for r in rs if r["task"] == t), None)
+            if references and ref is not None:
+                ax.axhline(ref["expert_return"], color="k", ls="--", lw=1, label=ref.get("expert_label", "expert"))
+                ax.axhline(ref["random_return"], color="grey", ls=":", lw=1, label="random")
+            ax.set(title=t if d is None else f"{t}, {d} demos", xlabel="env steps", ylabel=ylabel)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(os.path.join(docs, png), dpi=90)
+    fig.savefig(out, dpi=80)
     plt.close(fig)
-    return table
+
+
+def _plot_demo_counts(rows, tasks, algos, out):
+    """Final score vs number of demonstrations (mean ± std over seeds), per task (the paper's Tables 15–22)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.4), squeeze=False)
+    for ax, t in zip(axes[0], tasks):
+        for a in algos:
+            pts = defaultdict(list)
+            for r in rows:
+                if r["task"] == t and r["algo"] == a:
+                    pts[r["demos"]].append(r["score"])
+            if not pts:
+                continue
+            ds = sorted(pts)
+            m = np.array([np.mean(pts[d]) for d in ds])
+            sd = np.array([np.std(pts[d]) for d in ds])
+            ax.errorbar(ds, m, yerr=sd, marker="o", capsize=3, label=a)
+        ax.axhline(1.0, color="k", ls="--", lw=1)
+        ax.axhline(0.0, color="grey", ls=":", lw=1)
+        ax.set_xscale("log", base=2)
+        ax.set(title=t, xlabel="expert episodes", ylabel="expert-normalized score")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
 
 
 def experiment_report(paths: List[str], docs: str) -> str:

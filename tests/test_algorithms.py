@@ -35,7 +35,7 @@ TRAIN_BATCH = 64
 TRAIN_ITERS = 4
 SMALL_DEMOS = {"expert": "scripted", "episodes": 4, "seed": 0}
 
-REQUIRED_LEARNER_METRICS = ("loss", "reward_term", "value_term", "q_mean", "q_abs_max", "expert_batch_share")
+REQUIRED_LEARNER_METRICS = ("loss", "reward_term", "value_term", "q_mean", "q_abs_max", "expert_rows", "replay_rows")
 
 
 def make_config(name, env=SPREAD, env_config=None, expert_data=None, **training):
@@ -121,7 +121,12 @@ def test_trains_and_reports_learner_metrics(trained):
     for key in REQUIRED_LEARNER_METRICS:
         assert key in stats, f"learner metric {key!r} missing; got {sorted(stats)}"
         assert math.isfinite(float(stats[key])), (key, stats[key])
-    assert float(stats["expert_batch_share"]) == pytest.approx(EXPERT_BATCH / (EXPERT_BATCH + TRAIN_BATCH))
+    assert float(stats["expert_rows"]) == EXPERT_BATCH
+    # The default is online: the replay rows the env runners filled enter the loss (value term and chi^2).
+    assert float(stats["replay_rows"]) == TRAIN_BATCH
+    assert float(stats["replay_rows_sampled"]) == TRAIN_BATCH
+    for key in ("value_term_expert", "value_term_replay", "chi2_term_expert", "chi2_term_replay"):
+        assert math.isfinite(float(stats[key])), (key, stats.get(key))
     assert float(stats["q_abs_max"]) >= abs(float(stats["q_mean"])) - 1e-6
     # num_updates_per_iteration updates of train_batch_size_per_learner replay rows in each learning iteration.
     learning_iters = TRAIN_ITERS - LEARNING_STARTS // FRAGMENT + 1
@@ -272,17 +277,72 @@ def test_non_finite_loss_raises(build, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ALGO_NAMES)
-def test_chi2_replay_and_expert_value_rows_train(name, build):
-    """The IQ-Learn variants (chi^2 on replay rows too, value term on expert rows only) run end to end."""
-    algo = build(make_config(name, chi2_replay=True, value_rows="expert"))
+def test_optional_terms_train(name, build):
+    """The optional terms (BC at its own temperature, gradient penalty, online V(S') in the value term) run end to
+    end on every registered imitation algorithm and are logged."""
+    algo = build(make_config(name, bc_coef=0.1, bc_temperature=1.0, grad_penalty=1.0, value_next="online"))
     for _ in range(TRAIN_ITERS):
         result = algo.train()
     stats = result["learners"][MODULE_ID]
-    for key in ("loss", "reward_term", "value_term", "replay_reward_mean"):
+    for key in ("loss", "reward_term", "value_term", "replay_reward_mean", "bc_term", "grad_penalty"):
         assert math.isfinite(float(stats[key])), (key, stats.get(key))
+    assert float(stats["bc_term"]) > 0 and float(stats["grad_penalty"]) >= 0
 
 
-@pytest.mark.parametrize("settings,match", [({"value_rows": "replay"}, "value_rows"),
+@pytest.mark.parametrize("value_rows,chi2_replay,replay_rows", [
+    ("expert", False, 0), ("expert", True, TRAIN_BATCH), ("replay", False, TRAIN_BATCH), ("all", True, TRAIN_BATCH),
+])
+def test_rows_in_the_loss_follow_the_config(value_rows, chi2_replay, replay_rows, build):
+    """`replay_rows` says how many replay rows entered the loss; each kind of row reports its own terms."""
+    algo = build(make_config("MIFQ", value_rows=value_rows, chi2_replay=chi2_replay))
+    for _ in range(LEARNING_STARTS // FRAGMENT + 1):
+        result = algo.train()
+    stats = result["learners"][MODULE_ID]
+    assert float(stats["replay_rows"]) == replay_rows
+    assert float(stats["expert_rows"]) == EXPERT_BATCH
+    assert ("value_term_replay" in stats) == (value_rows != "expert")
+    assert ("value_term_expert" in stats) == (value_rows != "replay")
+    assert ("chi2_term_replay" in stats) == chi2_replay
+
+
+@pytest.mark.parametrize("name", ALGO_NAMES)
+def test_offline_mode_samples_nothing_and_has_no_replay_buffer(name, build):
+    """offline=True: learner updates on expert rows only; no env step sampled for training, no replay buffer;
+    the env runners only evaluate."""
+    algo = build(
+        make_config(name, offline=True, value_rows="all", chi2_replay=True).evaluation(
+            evaluation_interval=2, evaluation_duration=1, evaluation_duration_unit="episodes"
+        )
+    )
+    assert algo.local_replay_buffer is None
+    before = {k: np.array(v, copy=True) for k, v in learner_weights(algo).items()}
+    results = [algo.train() for _ in range(2)]
+    last = results[-1]
+    assert last.get("num_env_steps_sampled_lifetime", 0) == 0
+    assert last.get("env_runners", {}).get("num_env_steps_sampled_lifetime", 0) == 0
+    stats = last["learners"][MODULE_ID]
+    assert float(stats["replay_rows"]) == 0 and float(stats["replay_rows_sampled"]) == 0
+    assert float(stats["expert_rows"]) == EXPERT_BATCH
+    assert "value_term_replay" not in stats and "chi2_term_replay" not in stats
+    # Learning starts at once (no warm-up to wait for) and changes the Q net.
+    assert float(stats["num_module_steps_trained_lifetime"]) == 2 * UPDATES
+    assert state_differs(learner_weights(algo), before)
+    # The env runner's (inference-only) Q net is the trained one.
+    er_module = algo.env_runner.module
+    er_module = er_module[MODULE_ID] if hasattr(er_module, "keys") else er_module
+    learner_q = {k: v for k, v in learner_weights(algo).items() if k.startswith("q_net.")}
+    assert_state_equal({k: v.detach().numpy() for k, v in er_module.state_dict().items() if k.startswith("q_net.")},
+                       learner_q)
+    # Greedy evaluation still runs on the env runners (a full 25-step episode).
+    assert last["evaluation"]["env_runners"]["num_episodes"] >= 1
+
+
+@pytest.mark.parametrize("settings,match", [({"value_rows": "bogus"}, "value_rows"),
+                                            ({"value_next": "lagged"}, "value_next"),
+                                            ({"offline": "yes"}, "offline"),
+                                            ({"bc_coef": -1}, "bc_coef"),
+                                            ({"bc_temperature": 0}, "bc_temperature"),
+                                            ({"grad_penalty": "big"}, "grad_penalty"),
                                             ({"chi2_replay": "yes"}, "chi2_replay"),
                                             ({"mixer_shared": 1}, "mixer_shared")])
 def test_bad_iq_options_fail_validation(settings, match):

@@ -142,7 +142,7 @@ def test_train_file_distributed_smoke(smoke_run):
     last = results[-1]
     assert last["training_iteration"] == STOP_ITERS
     assert math.isfinite(last["learners"]["default_policy"]["loss"])
-    assert "expert_batch_share" in last["learners"]["default_policy"]
+    assert last["learners"]["default_policy"]["expert_rows"] > 0
     # The distributed path: both remote env runners healthy and sampling every iteration.
     assert last["config"]["num_env_runners"] == NUM_ENV_RUNNERS
     assert last["fault_tolerance"]["num_healthy_workers"] == NUM_ENV_RUNNERS
@@ -244,6 +244,25 @@ def test_too_big_resource_request_fails_at_once(tmp_path, cli_env):
     assert float(m.group(1)) >= 1 + 0.5 * runners > float(m.group(2))
     assert "num_env_runners" in proc.stderr and "Traceback" not in proc.stderr, explain(proc)
     assert not glob.glob(str(tmp_path / "results" / EXP / "MIFQ_*")), "a trial was started"
+
+
+def test_train_file_offline_tuned_example(cli_env, tmp_path):
+    """The offline tuned example through the user's command: learner updates on expert rows only, no env step
+    sampled for training, greedy evaluation on the env runner with the trained weights."""
+    cfg = os.path.join(REPO, "tuned_examples", "mifq_mpe_reference_offline.yaml")
+    small = {"expert_data": {"expert": "scripted", "episodes": 2, "seed": 0}, "num_updates_per_iteration": 3,
+             "evaluation_interval": 2, "evaluation_duration": 1}
+    proc = run_cli(["train", "file", cfg, "--stop", json.dumps({"training_iteration": 2}), "--config",
+                    json.dumps(small), "--storage-path", str(tmp_path / "results")], cli_env, timeout=300)
+    assert proc.returncode == 0, explain(proc)
+    (result_file,) = glob.glob(str(tmp_path / "results" / "mifq-mpe-reference-offline" / "MIFQ_*" / "result.json"))
+    with open(result_file) as f:
+        last = [json.loads(line) for line in f if line.strip()][-1]
+    assert last["training_iteration"] == 2
+    assert last.get("num_env_steps_sampled_lifetime", 0) == 0
+    learner = last["learners"]["default_policy"]
+    assert learner["replay_rows"] == 0 and learner["expert_rows"] == 128 and math.isfinite(learner["loss"])
+    assert math.isfinite(last["evaluation"]["env_runners"]["episode_return_mean"])
 
 
 def test_tuned_examples_are_valid_configs():

@@ -112,6 +112,34 @@ def test_hand_computation_chi2_on_replay_rows_iiq():
     assert terms["reward_term"].item() == pytest.approx(-1.75 + 2.03125)
 
 
+def test_terms_split_by_kind_of_row():
+    # χ² part per kind of row (its own mean): expert ½·mean(4, 2.25) = 1.5625, replay ½·mean(0, 9) = 2.25.
+    # Value rows: row 0 expert (3 - .5*4 = 1), row 1 replay (4 - 0 = 4); the loss still uses mean(1, 4) = 2.5.
+    loss, terms = mifq_loss(**HAND, **REPLAY, r_mixer=SumMixer(2), v_mixer=SumMixer(2),
+                            value_is_expert=torch.tensor([True, False]))
+    assert terms["chi2_term_expert"].item() == pytest.approx(1.5625)
+    assert terms["chi2_term_replay"].item() == pytest.approx(2.25)
+    assert terms["value_term_expert"].item() == pytest.approx(1.0)
+    assert terms["value_term_replay"].item() == pytest.approx(4.0)
+    assert terms["value_term"].item() == pytest.approx(2.5)
+    assert loss.item() == pytest.approx(-1.75 + 1.90625 + 2.5)
+    # All value rows of one kind: only that kind is reported.
+    _, terms = mifq_loss(**HAND, r_mixer=None, v_mixer=None, value_is_expert=torch.tensor([True, True]))
+    assert "value_term_replay" not in terms and terms["value_term_expert"].item() == pytest.approx(2.5)
+
+
+@pytest.mark.parametrize("value_rows,n_r,expected", [
+    ("expert", 3, (0, 4)), ("all", 3, (0, 7)), ("replay", 3, (4, 7)),
+    # Offline (no replay rows): every choice falls back to the expert rows.
+    ("replay", 0, (0, 4)), ("all", 0, (0, 4)),
+])
+def test_value_row_slice(value_rows, n_r, expected):
+    from rllib_mil.algorithms.mifq.mifq_learner import value_row_slice
+
+    rows = value_row_slice(value_rows, 4, n_r)
+    assert (rows.start, rows.stop) == expected
+
+
 def test_chi2_on_replay_rows_with_expert_rows_as_replay_equals_eq9():
     """Passing the expert rows again as 'replay' rows leaves E_e[R] + ½E[R²] = E_e[φ(R)]: eq. 9 unchanged."""
     same = dict(q_taken_r=HAND["q_taken_e"], v_next_r=HAND["v_next_e"], done_r=HAND["done_e"], state_r=None)
@@ -332,3 +360,41 @@ def test_vdn_with_identity_phi_equals_iiq(seed):
     vdn2, _ = mifq_loss(**batch, r_mixer=SumMixer(n), v_mixer=SumMixer(n), gamma=0.9)
     iiq2, _ = mifq_loss(**batch, r_mixer=None, v_mixer=None, gamma=0.9)
     assert abs(vdn2.item() - iiq2.item()) > 1e-3
+
+
+def test_bc_term_hand_computation():
+    from rllib_mil.algorithms.mifq.mifq_loss import bc_term
+
+    # Row 0: agent 0 Q = [0, ln 3, 0] (τ = 1) -> p(a=1) = 3/5, NLL = ln(5/3); agent 1 uniform over 3 -> ln 3.
+    # Row 1: agent 0 only action 2 available (no choice: left out); agent 1 takes action 0 of two available,
+    # Q = [1, 0, 9 (masked)] -> p(a=0) = e/(e+1), NLL = ln(1 + 1/e).
+    q = torch.tensor([[[0.0, torch.log(torch.tensor(3.0)), 0.0], [0.0, 0.0, 0.0]],
+                      [[5.0, 5.0, 0.0], [1.0, 0.0, 9.0]]], dtype=D)
+    actions = torch.tensor([[1, 2], [2, 0]])
+    mask = torch.tensor([[[1, 1, 1], [1, 1, 1]], [[0, 0, 1], [1, 1, 0]]], dtype=D)
+    expected = (torch.log(torch.tensor(5 / 3)) + torch.log(torch.tensor(3.0)) + torch.log1p(torch.exp(torch.tensor(-1.0)))) / 3
+    assert bc_term(q, actions, mask, temperature=1.0).item() == pytest.approx(expected.item())
+    # The temperature divides Q: τ = 2 on 2·Q gives the same value.
+    assert bc_term(2 * q, actions, mask, temperature=2.0).item() == pytest.approx(expected.item())
+    # Its gradient pushes the expert action up and every other available action down (none for masked ones).
+    qg = q.clone().requires_grad_()
+    bc_term(qg, actions, mask, temperature=1.0).backward()
+    assert qg.grad[0, 0, 1] < 0 and qg.grad[0, 0, 0] > 0 and qg.grad[0, 0, 2] > 0
+    assert qg.grad[1, 0].abs().sum() == 0 and qg.grad[1, 1, 2] == 0
+
+
+def test_gradient_penalty_hand_computation():
+    from rllib_mil.algorithms.mifq.mifq_loss import q_gradient_penalty
+
+    # Linear Q(o) = o·W + b: ∇_o Σ_a Q = Σ_a W[:, a] at every interpolate, so the penalty is (‖Σ_a W_a‖ − 1)².
+    lin = torch.nn.Linear(4, 3).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, 0, 0, 0], [1.0, 2.0, 0, 0], [0, 0, 0, 2.0]]))  # rows: actions
+    expected = (torch.tensor([2.0, 2.0, 0.0, 2.0]).norm() - 1) ** 2
+    g = torch.Generator().manual_seed(0)
+    pen = q_gradient_penalty(lin, torch.randn(5, 2, 4, dtype=D), torch.randn(5, 2, 4, dtype=D), generator=g)
+    assert pen.item() == pytest.approx(expected.item())
+    pen.backward()  # create_graph: the penalty trains the network
+    assert lin.weight.grad is not None and lin.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="obs_r"):
+        q_gradient_penalty(lin, torch.randn(5, 2, 4, dtype=D), torch.randn(4, 2, 4, dtype=D))

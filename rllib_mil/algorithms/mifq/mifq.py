@@ -12,13 +12,17 @@ Each training iteration:
 """
 
 import logging
+
+import numpy as np
 from typing import Any, Dict, Optional, Type, Union
 
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core.learner import Learner
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
+from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import (
     ALL_MODULES,
@@ -39,6 +43,9 @@ from typing_extensions import Self
 from rllib_mil.modules.mixers import MIXERS
 
 logger = logging.getLogger(__name__)
+
+# Choices of MIFQConfig.value_rows.
+VALUE_ROWS = ("all", "expert", "replay")
 
 
 class MIFQConfig(AlgorithmConfig):
@@ -67,8 +74,10 @@ class MIFQConfig(AlgorithmConfig):
         # Expert rows per update (drawn uniformly from the on-device expert buffer).
         self.expert_batch_size = 128
         # Replay rows per update are `train_batch_size_per_learner` (below).
-        # Soft-value temperature alpha: V_i = alpha * logsumexp(Q_i / alpha) (section 4.1).
-        self.alpha = 0.01
+        # Soft-value temperature alpha: V_i = alpha * logsumexp(Q_i / alpha) (section 4.1). It sets the Q gap that
+        # expresses a preference between actions (about alpha * log-odds); 0.01 made those gaps smaller than the
+        # network's fitting noise once replay rows enter (README "Online MIFQ").
+        self.alpha = 0.1
         # Rollout temperature (float or schedule [[t, value], ...]); None = alpha. Evaluation is greedy.
         self.rollout_alpha = None
         # "mifq": state-conditioned two-layer monotone mixers (eq. 7/8), "vdn": sum, "none": independent (IIQ).
@@ -99,17 +108,36 @@ class MIFQConfig(AlgorithmConfig):
         # phi(R^tot) on expert rows); True = expert and replay rows, E_e[R^tot] + 1/2 E_{e+r}[(R^tot)^2], as in
         # IQ-Learn's reference code. Without it nothing bounds Q on states the expert never visits and the
         # value term drags Q down without limit (see README "Deviations").
-        self.chi2_replay = False
-        # Rows of the value term E[V^tot(S) - gamma V^tot(S')]: "expert" = expert rows only (IQ-Learn's offline
-        # form; replay rows then enter only through chi2_replay), "all" = expert and replay rows (IQ-Learn online,
-        # eq. 9's replay expectation). "all" lets the value term push V down on states the expert never visits,
-        # where nothing anchors Q (measured: 3-seed scores 0.28 / 0.00 / -0.11 with "all" vs 0.38 / 0.85 / 0.96
-        # with "expert" for IQVDN on spread / reference / speaker_listener; README "Deviations" 3).
-        self.value_rows = "expert"
+        self.chi2_replay = True
+        # Rows of the value term E[V^tot(S) - gamma V^tot(S')]: "all" = expert and replay rows (IQ-Learn's online
+        # form), "replay" = replay rows only (eq. 9 as written, Algorithm 1), "expert" = expert rows only
+        # (IQ-Learn's offline form; replay rows then enter only through chi2_replay). README "Deviations" 3 and
+        # "Online MIFQ" hold the measurements.
+        self.value_rows = "all"
+        # V(S') inside the value term: "online" = the Q network being trained (gradient flows through it, so the
+        # sum over a trajectory telescopes to (1-gamma)V(S0) as in IQ-Learn's derivation), "target" = the target
+        # network (no gradient: each row then pushes V(S) down with full weight and nothing pushes back).
+        self.value_next = "target"
+        # Weight of a behaviour-cloning term on expert rows, bc_coef * E_expert[-log softmax(Q_i/alpha)(a_i)]
+        # (not in the paper; 0 = eq. 9 alone). It grounds the actions the expert never took: in eq. 9 they get a
+        # gradient only through V's softmax weight, which vanishes once they fall below the max.
+        self.bc_coef = 0.0
+        # Temperature tau of that term's softmax(Q_i/tau); None = alpha.
+        self.bc_temperature = None
+        # Weight of IQ-Learn's gradient penalty on observations interpolated between expert and replay rows,
+        # E[(|grad_o sum_a Q_i(o, a)| - 1)^2] (0 = off; online only).
+        self.grad_penalty = 0.0
+        # Offline mode, for users who only have a dataset: no env sampling for training and no replay buffer;
+        # every update uses expert rows only (the value term then runs on expert rows whatever `value_rows`
+        # says). Env runners only evaluate (`evaluation_interval`). The target network schedule
+        # (`target_network_update_freq`) then counts learner updates instead of sampled env steps.
+        self.offline = False
         # Learner updates per training iteration, and env steps collected before the first one.
         self.num_updates_per_iteration = 32
         self.num_steps_sampled_before_learning_starts = 1000
-        self.replay_buffer_config = {"type": "EpisodeReplayBuffer", "capacity": 100_000}
+        # A small buffer of recent env steps: the chi^2 fixed point on replay rows gives the taken action the reward
+        # -pi(a|s)/mu(a|s) (pi current policy, mu the buffer's), so stale rows (mu far from pi) distort it.
+        self.replay_buffer_config = {"type": "EpisodeReplayBuffer", "capacity": 2_000}
         # __sphinx_doc_end__
         # fmt: on
 
@@ -150,6 +178,11 @@ class MIFQConfig(AlgorithmConfig):
         tau: Optional[float] = NotProvided,
         chi2_replay: Optional[bool] = NotProvided,
         value_rows: Optional[str] = NotProvided,
+        value_next: Optional[str] = NotProvided,
+        offline: Optional[bool] = NotProvided,
+        bc_coef: Optional[float] = NotProvided,
+        bc_temperature: Optional[float] = NotProvided,
+        grad_penalty: Optional[float] = NotProvided,
         num_updates_per_iteration: Optional[int] = NotProvided,
         num_steps_sampled_before_learning_starts: Optional[int] = NotProvided,
         replay_buffer_config: Optional[dict] = NotProvided,
@@ -176,6 +209,11 @@ class MIFQConfig(AlgorithmConfig):
             tau=tau,
             chi2_replay=chi2_replay,
             value_rows=value_rows,
+            value_next=value_next,
+            offline=offline,
+            bc_coef=bc_coef,
+            bc_temperature=bc_temperature,
+            grad_penalty=grad_penalty,
             num_updates_per_iteration=num_updates_per_iteration,
             num_steps_sampled_before_learning_starts=num_steps_sampled_before_learning_starts,
         ).items():
@@ -204,8 +242,26 @@ class MIFQConfig(AlgorithmConfig):
             )
         if not isinstance(self.mixer_shared, bool):
             self._value_error(f"`mixer_shared` must be True or False, got {self.mixer_shared!r}.")
-        if self.value_rows not in ("all", "expert"):
-            self._value_error(f"`value_rows` must be 'all' (expert and replay rows) or 'expert', got {self.value_rows!r}.")
+        if self.value_rows not in VALUE_ROWS:
+            self._value_error(
+                f"`value_rows` must be one of {VALUE_ROWS} (rows of the value term: expert and replay, expert only, "
+                f"or replay only as eq. 9 writes it), got {self.value_rows!r}."
+            )
+        if self.value_next not in ("online", "target"):
+            self._value_error(
+                f"`value_next` must be 'online' or 'target' (the net giving V(S') in the value term), got "
+                f"{self.value_next!r}."
+            )
+        if not (isinstance(self.bc_coef, (int, float)) and self.bc_coef >= 0):
+            self._value_error(f"`bc_coef` must be a number >= 0 (0 = no behaviour-cloning term), got {self.bc_coef!r}.")
+        if self.bc_temperature is not None and not (
+            isinstance(self.bc_temperature, (int, float)) and self.bc_temperature > 0
+        ):
+            self._value_error(f"`bc_temperature` must be > 0 or None (= alpha), got {self.bc_temperature!r}.")
+        if not (isinstance(self.grad_penalty, (int, float)) and self.grad_penalty >= 0):
+            self._value_error(f"`grad_penalty` must be a number >= 0 (0 = off), got {self.grad_penalty!r}.")
+        if not isinstance(self.offline, bool):
+            self._value_error(f"`offline` must be True or False, got {self.offline!r}.")
         if not isinstance(self.chi2_replay, bool):
             self._value_error(f"`chi2_replay` must be True or False, got {self.chi2_replay!r}.")
         if not self.alpha > 0:
@@ -294,7 +350,16 @@ class MIFQ(Algorithm):
         super().setup(config)
 
     @override(Algorithm)
+    def _create_local_replay_buffer_if_necessary(self, config):
+        # Offline: no replay buffer at all (nothing would fill it).
+        if config.get("offline"):
+            return None
+        return super()._create_local_replay_buffer_if_necessary(config)
+
+    @override(Algorithm)
     def training_step(self) -> None:
+        if self.config.offline:
+            return self._offline_training_step()
         # 1) Sample team episodes in parallel from the env runners.
         with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
             episodes, env_runner_results = synchronous_parallel_sample(
@@ -344,6 +409,38 @@ class MIFQ(Algorithm):
                 policies=set(learner_results[0].keys()) - {ALL_MODULES},
                 inference_only=True,
             )
+
+
+    def _offline_training_step(self) -> None:
+        # Expert rows only: the learner draws them from its on-device buffer; the batch only marks the update.
+        from rllib_mil.algorithms.mifq.mifq_learner import EXPERT_ONLY
+
+        marker = MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch({EXPERT_ONLY: np.zeros(1, np.float32)})}, 1)
+        for _ in range(self.config.num_updates_per_iteration):
+            self._offline_updates += 1
+            with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+                learner_results = self.learner_group.update(
+                    batch=marker,
+                    # No env steps are sampled: the target-network schedule counts updates instead.
+                    timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: self._offline_updates},
+                )
+            self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
+        # Nothing samples for training, but the env runners' Q net must be the trained one: `get_module()`,
+        # exported policies and evaluation on the training env runners read it.
+        with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
+            self.env_runner_group.sync_weights(
+                from_worker_or_learner_group=self.learner_group,
+                policies=set(learner_results[0].keys()) - {ALL_MODULES},
+                inference_only=True,
+            )
+
+    @property
+    def _offline_updates(self) -> int:
+        return getattr(self, "_n_offline_updates", 0)
+
+    @_offline_updates.setter
+    def _offline_updates(self, value: int) -> None:
+        self._n_offline_updates = value
 
 
 class IIQ(MIFQ):

@@ -16,7 +16,7 @@ from ray.rllib.core.rl_module.apis import TargetNetworkAPI
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.typing import ModuleID, TensorType
 
-from rllib_mil.algorithms.mifq.mifq_loss import mifq_loss
+from rllib_mil.algorithms.mifq.mifq_loss import bc_term, mifq_loss, q_gradient_penalty
 from rllib_mil.algorithms.mifq.mifq_rl_module import TARGET_Q_VALUES
 from rllib_mil.algorithms.utils import raise_if_not_finite
 from rllib_mil.data import schema
@@ -32,9 +32,15 @@ logger = logging.getLogger(__name__)
 REWARD_TERM = "reward_term"
 VALUE_TERM = "value_term"
 Q_MEAN = "q_mean"
+BC_TERM = "bc_term"
+GRAD_PENALTY = "grad_penalty"
 Q_ABS_MAX = "q_abs_max"
-EXPERT_BATCH_SHARE = "expert_batch_share"
-REPLAY_BATCH_SHARE = "replay_batch_share"
+# Rows that entered the loss in one update, and replay rows sampled for it.
+EXPERT_ROWS = "expert_rows"
+REPLAY_ROWS = "replay_rows"
+REPLAY_ROWS_SAMPLED = "replay_rows_sampled"
+# Batch key of an offline update: no replay rows, the learner draws expert rows only.
+EXPERT_ONLY = "expert_only"
 
 
 def resolve_expert_data(config) -> str:
@@ -91,45 +97,52 @@ class MIFQTorchLearner(DQNLearner, TorchLearner):
     ) -> TensorType:
         module = self.module[module_id].unwrapped()
         exp = self._expert.sample(config.expert_batch_size, generator=self._expert_gen)
-        obs, next_obs = batch[Columns.OBS], batch[Columns.NEXT_OBS]
         n_e = exp[schema.ACTIONS].shape[0]
-        n_r = batch[Columns.ACTIONS].shape[0]
+        # Offline updates carry no replay rows (MIFQ.training_step passes only the EXPERT_ONLY marker).
+        n_r = 0 if EXPERT_ONLY in batch else batch[Columns.ACTIONS].shape[0]
 
         # Rows [0, n_e) are expert, [n_e, n_e + n_r) replay; one forward pass over both.
         def join(expert_col, replay_col):
-            return torch.cat([exp[expert_col], replay_col.to(exp[expert_col].dtype)], dim=0)
+            if n_r == 0:
+                return exp[expert_col]
+            return torch.cat([exp[expert_col], replay_col().to(exp[expert_col].dtype)], dim=0)
 
-        o = join(schema.OBS, obs[OBS])  # (B, n, d)
-        o_next = join(schema.NEXT_OBS, next_obs[OBS])  # (B, n, d)
-        mask = join(schema.ACTION_MASK, obs[ACTION_MASK])  # (B, n, A)
-        mask_next = join(schema.NEXT_ACTION_MASK, next_obs[ACTION_MASK])  # (B, n, A)
-        state = join(schema.STATE, obs[STATE])  # (B, s)
-        state_next = join(schema.NEXT_STATE, next_obs[STATE])  # (B, s)
-        actions = join(schema.ACTIONS, batch[Columns.ACTIONS].long())  # (B, n)
+        obs = lambda key: lambda: batch[Columns.OBS][key]  # noqa: E731 (replay columns are read lazily)
+        nxt = lambda key: lambda: batch[Columns.NEXT_OBS][key]  # noqa: E731
+        o = join(schema.OBS, obs(OBS))  # (B, n, d)
+        o_next = join(schema.NEXT_OBS, nxt(OBS))  # (B, n, d)
+        mask = join(schema.ACTION_MASK, obs(ACTION_MASK))  # (B, n, A)
+        mask_next = join(schema.NEXT_ACTION_MASK, nxt(ACTION_MASK))  # (B, n, A)
+        state = join(schema.STATE, obs(STATE))  # (B, s)
+        state_next = join(schema.NEXT_STATE, nxt(STATE))  # (B, s)
+        actions = join(schema.ACTIONS, lambda: batch[Columns.ACTIONS].long())  # (B, n)
         # Terminated only: MPE episodes end by truncation, through which we bootstrap.
-        done = join(schema.TERMINATED, batch[Columns.TERMINATEDS].float())  # (B,)
+        done = join(schema.TERMINATED, lambda: batch[Columns.TERMINATEDS].float())  # (B,)
 
         q = module.q_values(o)  # (B, n, A)
         q_taken = q.gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # (B, n, 1) -> (B, n)
         v_cur = soft_value(q, mask, config.alpha)  # (B, n)
+        # V(S') of the recovered reward r = Q(S, A) - gamma V(S'): target net (no gradient) or online net.
+        q_next_online = module.q_values(o_next) if "online" in (config.value_next, _reward_next(config)) else None
         if config.use_target_network:
             with torch.no_grad():
                 q_next = module.forward_target({Columns.OBS: {OBS: o_next}})[TARGET_Q_VALUES]
         else:
-            q_next = module.q_values(o_next)
+            q_next = q_next_online
         v_next = soft_value(q_next, mask_next, config.alpha)  # (B, n)
+        # V(S') of the value term: the online net lets a trajectory's rows telescope (MIFQConfig.value_next).
+        v_next_val = v_next if config.value_next == "target" else soft_value(q_next_online, mask_next, config.alpha)
 
-        # Value-term rows: expert ∪ replay (IQ-Learn's online form) or expert rows only (its offline form).
-        v_rows = slice(0, n_e) if config.value_rows == "expert" else slice(0, n_e + n_r)
-        # Replay rows in the χ² regulariser (IQ-Learn's reference code) when chi2_replay is set.
-        rep = slice(n_e, n_e + n_r) if config.chi2_replay else None
+        v_rows = value_row_slice(config.value_rows, n_e, n_r)
+        rep = slice(n_e, n_e + n_r) if (config.chi2_replay and n_r) else None
+        is_expert = torch.arange(n_e + n_r, device=q.device) < n_e  # (B,)
         loss, terms = mifq_loss(
             q_taken_e=q_taken[:n_e],
             v_next_e=v_next[:n_e],
             done_e=done[:n_e],
             state_e=state[:n_e],
             v_cur=v_cur[v_rows],
-            v_next=v_next[v_rows],
+            v_next=v_next_val[v_rows],
             done=done[v_rows],
             state=state[v_rows],
             next_state=state_next[v_rows],
@@ -140,17 +153,45 @@ class MIFQTorchLearner(DQNLearner, TorchLearner):
             v_next_r=None if rep is None else v_next[rep],
             done_r=None if rep is None else done[rep],
             state_r=None if rep is None else state[rep],
+            value_is_expert=is_expert[v_rows],
         )
+        if config.bc_coef:
+            tau_bc = config.alpha if config.bc_temperature is None else config.bc_temperature
+            bc = bc_term(q[:n_e], actions[:n_e], mask[:n_e], tau_bc)
+            loss = loss + config.bc_coef * bc
+            terms = {**terms, BC_TERM: bc.detach(), "loss": loss.detach()}
+        if config.grad_penalty and n_r:
+            k = min(n_e, n_r)
+            gp = q_gradient_penalty(module.q_values, o[:k], o[n_e : n_e + k], self._expert_gen)
+            loss = loss + config.grad_penalty * gp
+            terms = {**terms, GRAD_PENALTY: gp.detach(), "loss": loss.detach()}
         raise_if_not_finite("MIFQ", loss, terms, "Lower `lr`, raise `alpha`, or set `grad_clip`.")
         with torch.no_grad():
-            avail = mask > 0.5
-            q_avail = q.masked_select(avail)
+            q_avail = q.masked_select(mask > 0.5)
+            value_replay = v_rows.stop - max(v_rows.start, n_e)
             metrics = {
-                **{k: v for k, v in terms.items()},
+                **terms,
                 Q_MEAN: q_avail.mean(),
                 Q_ABS_MAX: q_avail.abs().max(),
-                EXPERT_BATCH_SHARE: n_e / (n_e + n_r),
-                REPLAY_BATCH_SHARE: n_r / (n_e + n_r),
+                # Rows that entered the loss in this update, by kind (replay: value term or χ², whichever is more).
+                EXPERT_ROWS: float(n_e),
+                REPLAY_ROWS: float(max(value_replay, 0 if rep is None else n_r)),
+                REPLAY_ROWS_SAMPLED: float(n_r),
             }
         self.metrics.log_dict(metrics, key=module_id, window=1)
         return loss
+
+
+def _reward_next(config) -> str:
+    """Which net gives V(S') in the reward term."""
+    return "target" if config.use_target_network else "online"
+
+
+def value_row_slice(value_rows: str, n_e: int, n_r: int) -> slice:
+    """Rows of the value term among [expert (n_e) | replay (n_r)]: "expert", "replay" (eq. 9 as written) or "all"
+    (IQ-Learn online). With no replay rows (offline) every choice falls back to the expert rows."""
+    if value_rows == "expert" or n_r == 0:
+        return slice(0, n_e)
+    if value_rows == "replay":
+        return slice(n_e, n_e + n_r)
+    return slice(0, n_e + n_r)

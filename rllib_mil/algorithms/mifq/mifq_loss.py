@@ -35,6 +35,7 @@ from typing import Callable, Optional
 import torch
 
 from rllib_mil.modules.mixers import Mixer
+from rllib_mil.modules.soft import masked_q
 
 Phi = Callable[[torch.Tensor], torch.Tensor]
 
@@ -74,6 +75,7 @@ def mifq_loss(
     done_r: Optional[torch.Tensor] = None,
     state_r: Optional[torch.Tensor] = None,
     chi2_coef: float = 0.5,
+    value_is_expert: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Eq. 9. Returns ``(loss, terms)``; ``terms`` holds detached scalars for logging.
 
@@ -87,6 +89,8 @@ def mifq_loss(
     ``v_next_r (Br, n)``, ``done_r (Br,)``, ``state_r (Br, s)`` (may be ``None`` like the other states). When
     given, the reward term is E_expert[R^tot] + chi2_coef·E_{expert ∪ replay}[(R^tot)²] (``phi`` is then not
     used: chi2_coef = 0.5 is φ(x) = x + x²/2 split in two).
+    ``value_is_expert (Bm,)`` bool, optional, for logging only: splits the value term into ``value_term_expert``
+    and ``value_term_replay`` (each the mean over its own rows; the loss uses the mean over all value rows).
     """
     _check("q_taken_e", q_taken_e, (None, None))
     Be, n = q_taken_e.shape
@@ -124,13 +128,16 @@ def mifq_loss(
         if r_mixer is None:
             # Per agent, summed over agents (IIQ: J = Σ_i J_i).
             x_e, x_r = -r, -r_r  # (Be, n), (Br, n)
-            sq = torch.cat([x_e, x_r], dim=0).pow(2).sum(dim=-1)  # (Be + Br,)
-            reward_term = x_e.sum(dim=-1).mean() + chi2_coef * sq.mean()
+            sq_e, sq_r = x_e.pow(2).sum(dim=-1), x_r.pow(2).sum(dim=-1)  # (Be,), (Br,)
+            reward_term = x_e.sum(dim=-1).mean() + chi2_coef * torch.cat([sq_e, sq_r], dim=0).mean()
         else:
             r_tot_r = r_mixer(-r_r, state_r)  # (Br, n) -> (Br,)
-            sq = torch.cat([r_tot, r_tot_r], dim=0).pow(2)  # (Be + Br,)
-            reward_term = r_tot.mean() + chi2_coef * sq.mean()
+            sq_e, sq_r = r_tot.pow(2), r_tot_r.pow(2)  # (Be,), (Br,)
+            reward_term = r_tot.mean() + chi2_coef * torch.cat([sq_e, sq_r], dim=0).mean()
         extra["replay_reward_mean"] = r_r.detach().mean()
+        # The χ² part on each kind of row (its own mean, before the row-count weighting of the loss).
+        extra["chi2_term_expert"] = chi2_coef * sq_e.detach().mean()
+        extra["chi2_term_replay"] = chi2_coef * sq_r.detach().mean()
 
     # Value term: E[V^tot(S) − γ(1−done)·V^tot(S')] estimates (1−γ)·E[V^tot(S0)] (eq. 9).
     if v_mixer is None:
@@ -140,7 +147,14 @@ def mifq_loss(
         v_tot = v_mixer(v_cur, state)  # (Bm, n) -> (Bm,)
         v_tot_next = v_mixer(v_next, next_state)  # (Bm, n) -> (Bm,)
     not_done = 1.0 - done.to(v_cur.dtype)  # (Bm,)
-    value_term = (v_tot - gamma * not_done * v_tot_next).mean()
+    value_rows = v_tot - gamma * not_done * v_tot_next  # (Bm,)
+    value_term = value_rows.mean()
+    if value_is_expert is not None:
+        _check("value_is_expert", value_is_expert, (Bm,))
+        is_e = value_is_expert.bool()
+        for name, rows in (("value_term_expert", is_e), ("value_term_replay", ~is_e)):
+            if rows.any():
+                extra[name] = value_rows.detach()[rows].mean()
 
     loss = reward_term + value_term
     terms = {
@@ -153,3 +167,45 @@ def mifq_loss(
         **extra,
     }
     return loss, terms
+
+
+def bc_term(q_e: torch.Tensor, actions_e: torch.Tensor, mask_e: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Behaviour-cloning term on expert rows: mean negative log-likelihood of the expert's actions under
+    softmax(Q_i/τ) restricted to available actions, τ = ``temperature`` (MIFQConfig.bc_coef / bc_temperature;
+    not in the paper). With τ above the soft-Q temperature α it pushes *every* other available action down at
+    expert states until it sits about τ·log(A) below the expert's, also actions the policy never takes.
+
+    ``q_e (Be, n, A)``, ``actions_e (Be, n)`` int, ``mask_e (Be, n, A)``. Agents with a single available action
+    (dead or padded agents) carry no choice and are left out of the mean.
+    """
+    _check("q_e", q_e, (None, None, None))
+    Be, n, A = q_e.shape
+    _check("actions_e", actions_e, (Be, n))
+    _check("mask_e", mask_e, (Be, n, A))
+    logp = torch.log_softmax(masked_q(q_e / temperature, mask_e), dim=-1)  # (Be, n, A)
+    nll = -logp.gather(-1, actions_e.long().unsqueeze(-1)).squeeze(-1)  # (Be, n, 1) -> (Be, n)
+    choice = ((mask_e > 0).sum(dim=-1) > 1).to(q_e.dtype)  # (Be, n): 1 where the agent had a real choice
+    return (nll * choice).sum() / choice.sum().clamp(min=1.0)
+
+
+def q_gradient_penalty(
+    q_fn: Callable[[torch.Tensor], torch.Tensor],
+    obs_e: torch.Tensor,
+    obs_r: torch.Tensor,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """Gradient penalty of IQ-Learn's online code (WGAN-GP form) on observations interpolated between expert and
+    replay rows: E[(‖∇_o Σ_a Q_i(o, a)‖₂ − 1)²] per agent row (MIFQConfig.grad_penalty; not in the MIFQ paper).
+
+    ``q_fn`` maps ``(B, n, d) -> (B, n, A)``; ``obs_e``, ``obs_r (B, n, d)`` are paired expert and replay rows.
+    It keeps the recovered reward from separating expert and policy observations by memorising the few expert
+    ones (the discriminator overfitting of adversarial imitation).
+    """
+    _check("obs_e", obs_e, (None, None, None))
+    _check("obs_r", obs_r, tuple(obs_e.shape))
+    B = obs_e.shape[0]
+    eps = torch.rand(B, 1, 1, generator=generator, device=obs_e.device).to(obs_e.dtype)  # (B, 1, 1)
+    x = (eps * obs_e + (1 - eps) * obs_r).detach().requires_grad_(True)  # (B, n, d)
+    q = q_fn(x)  # (B, n, A)
+    (grad,) = torch.autograd.grad(q.sum(), x, create_graph=True)  # (B, n, d): row i only sees agent i's obs
+    return (grad.norm(dim=-1) - 1.0).pow(2).mean()  # (B, n) -> ()

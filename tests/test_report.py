@@ -1,0 +1,28 @@
+"""`rllib report` on benchmark rows: one table per demo count, demo-count and Q-magnitude plots."""
+import json
+
+from rllib_mil.report import benchmark_report
+
+
+def _row(task, algo, demos, seed, score):
+    return {"task": task, "algo": algo, "demos": demos, "seed": seed, "score": score, "return": -10 - seed,
+            "expert_return": -7.0, "random_return": -28.0, "env_steps": 800, "updates_per_iteration": 50,
+            "replay_batch": 64, "lr": 5e-4, "alpha": 0.01, "eval_episodes": 5, "wall_s": 1.0,
+            "curve": [[100, -20.0, 1.5], [200, -15.0, 2.5]]}
+
+
+def test_benchmark_report_per_demo_count(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    rows = [_row(t, a, d, s, 0.1 * d / 4 + 0.2 * s) for t in ("mpe/simple_spread", "mpe/simple_reference")
+            for a in ("MIFQ", "BC") for d in (4, 16) for s in (0, 1)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = benchmark_report(str(path), str(tmp_path / "docs"), name="bench", title="t")
+    assert "**4 demonstrations**" in table and "**16 demonstrations**" in table
+    # 4 demos: scores 0.1 and 0.3 -> 0.20 ± 0.10; 16 demos: 0.4 and 0.6 -> 0.50 ± 0.10.
+    section4, section16 = table.split("**16 demonstrations**")
+    assert "0.20 ± 0.10 (-10.5; n=2)" in section4 and "0.50" not in section4
+    assert "0.50 ± 0.10 (-10.5; n=2)" in section16
+    for png in ("bench_curves.png", "bench_q.png", "bench_demos.png"):
+        assert (tmp_path / "docs" / png).stat().st_size > 0, png
+    md = (tmp_path / "docs" / "bench_results.md").read_text()
+    assert "bench_demos.png" in md and "bench_q.png" in md
