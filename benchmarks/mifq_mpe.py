@@ -1,16 +1,19 @@
-"""MIFQ vs IIQ vs IQVDN on the three MPE tasks: expert-normalized score of greedy decentralized policies.
+"""Imitation on the three MPE tasks: expert-normalized score of greedy decentralized policies.
 
     score = (R - R_random) / (R_expert - R_random)
 
 R_expert (the demonstrating expert) and R_random (uniform over available actions) are measured in the same
-run, on the same evaluation seeds as the learned policies.
+run, on the same evaluation seeds as the learned policies. Methods: registered imitation algorithms with their
+defaults (online: replay rows enter the loss), NAME:offline (``offline=True``), and BC (benchmarks/bc_reference.py).
 
-Usage (each run writes one JSON line per (task, algo, seed) into --out; --shard i/k splits the grid so two
-processes can share a 2-CPU machine; --report aggregates into a markdown table and a learning-curve PNG):
+Usage (one JSON line per (task, demos, method, seed) into --out; finished cells are skipped, so a run can be resumed;
+--shard i/k splits the grid so two processes can share a 2-CPU machine; --config/--tag run ablations):
 
-    python benchmarks/mifq_mpe.py --seeds 0 1 2 --env-steps 8000 --out results/mifq_mpe.jsonl --shard 0/2
-    python benchmarks/mifq_mpe.py --seeds 0 1 2 --env-steps 8000 --out results/mifq_mpe.jsonl --shard 1/2
-    python benchmarks/mifq_mpe.py --report results/mifq_mpe.jsonl --docs docs
+    python benchmarks/mifq_mpe.py --demos 4 16 128 --methods MIFQ MIFQ:offline IQVDN BC --seeds 0 1 2 \
+        --out benchmarks/results/mifq_online.jsonl --shard 0/2      # and --shard 1/2 beside it
+    python benchmarks/mifq_mpe.py --tasks mpe/simple_reference --methods MIFQ --seeds 0 --demos 16 \
+        --config '{"value_rows": "expert"}' --tag my_ablation --out ablation.jsonl
+    rllib report benchmarks/results/mifq_online.jsonl --docs docs
 """
 
 import argparse
