@@ -22,8 +22,8 @@ TASKS = ["mpe/simple_spread", "mpe/simple_reference", "mpe/simple_speaker_listen
 def run_one(task, seed, args):
     import numpy as np
     import torch
-    import torch.nn.functional as F
 
+    from rllib_mil.algorithms.mifq.mifq_loss import bc_term
     from rllib_mil.data import schema as S
     from rllib_mil.data.demos import ensure_demos
     from rllib_mil.data.expert_buffer import ExpertBuffer
@@ -32,7 +32,7 @@ def run_one(task, seed, args):
     from rllib_mil.envs.contract import ACTION_MASK, OBS
     from rllib_mil.evaluation import run_episodes
     from rllib_mil.modules.agent_nets import SharedAgentQNet
-    from rllib_mil.modules.soft import greedy_actions, masked_q
+    from rllib_mil.modules.soft import greedy_actions
 
     torch.manual_seed(seed)
     train = ExpertBuffer.from_path(ensure_demos(task, {}, "scripted", args.demos, 0))
@@ -44,10 +44,8 @@ def run_one(task, seed, args):
     t0 = time.time()
     for _ in range(args.updates):
         b = train.sample(128, generator=gen)
-        logits = masked_q(net(b[S.OBS]), b[S.ACTION_MASK])  # (B, n, A)
-        choice = ((b[S.ACTION_MASK] > 0).sum(-1) > 1).flatten().float()  # (B*n,): agents with a real choice
-        ce = F.cross_entropy(logits.flatten(0, 1), b[S.ACTIONS].flatten(), reduction="none")  # (B*n,)
-        loss = (ce * choice).sum() / choice.sum().clamp(min=1.0)
+        # Masked NLL of the expert's actions over agents with a real choice (the same term as MIFQ's bc_coef).
+        loss = bc_term(net(b[S.OBS]), b[S.ACTIONS], b[S.ACTION_MASK], temperature=1.0)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -12,15 +12,14 @@ Each training iteration:
 """
 
 import logging
-
-import numpy as np
 from typing import Any, Dict, Optional, Type, Union
 
+import numpy as np
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.learner import Learner
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.annotations import override
@@ -348,6 +347,8 @@ class MIFQ(Algorithm):
 
         resolve_expert_data(config)
         super().setup(config)
+        # Offline updates: how many so far (the target-network schedule counts them), and the batch that marks one.
+        self._n_offline_updates = 0
 
     @override(Algorithm)
     def _create_local_replay_buffer_if_necessary(self, config):
@@ -410,19 +411,18 @@ class MIFQ(Algorithm):
                 inference_only=True,
             )
 
-
     def _offline_training_step(self) -> None:
         # Expert rows only: the learner draws them from its on-device buffer; the batch only marks the update.
         from rllib_mil.algorithms.mifq.mifq_learner import EXPERT_ONLY
 
         marker = MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch({EXPERT_ONLY: np.zeros(1, np.float32)})}, 1)
         for _ in range(self.config.num_updates_per_iteration):
-            self._offline_updates += 1
+            self._n_offline_updates += 1
             with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
                 learner_results = self.learner_group.update(
                     batch=marker,
                     # No env steps are sampled: the target-network schedule counts updates instead.
-                    timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: self._offline_updates},
+                    timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: self._n_offline_updates},
                 )
             self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
         # Nothing samples for training, but the env runners' Q net must be the trained one: `get_module()`,
@@ -433,14 +433,6 @@ class MIFQ(Algorithm):
                 policies=set(learner_results[0].keys()) - {ALL_MODULES},
                 inference_only=True,
             )
-
-    @property
-    def _offline_updates(self) -> int:
-        return getattr(self, "_n_offline_updates", 0)
-
-    @_offline_updates.setter
-    def _offline_updates(self, value: int) -> None:
-        self._n_offline_updates = value
 
 
 class IIQ(MIFQ):

@@ -102,36 +102,39 @@ class MIFQTorchLearner(DQNLearner, TorchLearner):
         n_r = 0 if EXPERT_ONLY in batch else batch[Columns.ACTIONS].shape[0]
 
         # Rows [0, n_e) are expert, [n_e, n_e + n_r) replay; one forward pass over both.
-        def join(expert_col, replay_col):
+        def join(expert_col, *replay_path):
+            e = exp[expert_col]
             if n_r == 0:
-                return exp[expert_col]
-            return torch.cat([exp[expert_col], replay_col().to(exp[expert_col].dtype)], dim=0)
+                return e
+            r = batch
+            for key in replay_path:
+                r = r[key]
+            return torch.cat([e, r.to(e.dtype)], dim=0)
 
-        obs = lambda key: lambda: batch[Columns.OBS][key]  # noqa: E731 (replay columns are read lazily)
-        nxt = lambda key: lambda: batch[Columns.NEXT_OBS][key]  # noqa: E731
-        o = join(schema.OBS, obs(OBS))  # (B, n, d)
-        o_next = join(schema.NEXT_OBS, nxt(OBS))  # (B, n, d)
-        mask = join(schema.ACTION_MASK, obs(ACTION_MASK))  # (B, n, A)
-        mask_next = join(schema.NEXT_ACTION_MASK, nxt(ACTION_MASK))  # (B, n, A)
-        state = join(schema.STATE, obs(STATE))  # (B, s)
-        state_next = join(schema.NEXT_STATE, nxt(STATE))  # (B, s)
-        actions = join(schema.ACTIONS, lambda: batch[Columns.ACTIONS].long())  # (B, n)
+        o = join(schema.OBS, Columns.OBS, OBS)  # (B, n, d)
+        o_next = join(schema.NEXT_OBS, Columns.NEXT_OBS, OBS)  # (B, n, d)
+        mask = join(schema.ACTION_MASK, Columns.OBS, ACTION_MASK)  # (B, n, A)
+        mask_next = join(schema.NEXT_ACTION_MASK, Columns.NEXT_OBS, ACTION_MASK)  # (B, n, A)
+        state = join(schema.STATE, Columns.OBS, STATE)  # (B, s)
+        state_next = join(schema.NEXT_STATE, Columns.NEXT_OBS, STATE)  # (B, s)
+        actions = join(schema.ACTIONS, Columns.ACTIONS)  # (B, n) int64
         # Terminated only: MPE episodes end by truncation, through which we bootstrap.
-        done = join(schema.TERMINATED, lambda: batch[Columns.TERMINATEDS].float())  # (B,)
+        done = join(schema.TERMINATED, Columns.TERMINATEDS)  # (B,) float
 
         q = module.q_values(o)  # (B, n, A)
         q_taken = q.gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # (B, n, 1) -> (B, n)
         v_cur = soft_value(q, mask, config.alpha)  # (B, n)
         # V(S') of the recovered reward r = Q(S, A) - gamma V(S'): target net (no gradient) or online net.
-        q_next_online = module.q_values(o_next) if "online" in (config.value_next, _reward_next(config)) else None
         if config.use_target_network:
             with torch.no_grad():
                 q_next = module.forward_target({Columns.OBS: {OBS: o_next}})[TARGET_Q_VALUES]
         else:
-            q_next = q_next_online
+            q_next = module.q_values(o_next)
         v_next = soft_value(q_next, mask_next, config.alpha)  # (B, n)
         # V(S') of the value term: the online net lets a trajectory's rows telescope (MIFQConfig.value_next).
-        v_next_val = v_next if config.value_next == "target" else soft_value(q_next_online, mask_next, config.alpha)
+        v_next_val = v_next
+        if config.value_next == "online" and config.use_target_network:
+            v_next_val = soft_value(module.q_values(o_next), mask_next, config.alpha)  # (B, n)
 
         v_rows = value_row_slice(config.value_rows, n_e, n_r)
         rep = slice(n_e, n_e + n_r) if (config.chi2_replay and n_r) else None
@@ -180,11 +183,6 @@ class MIFQTorchLearner(DQNLearner, TorchLearner):
             }
         self.metrics.log_dict(metrics, key=module_id, window=1)
         return loss
-
-
-def _reward_next(config) -> str:
-    """Which net gives V(S') in the reward term."""
-    return "target" if config.use_target_network else "online"
 
 
 def value_row_slice(value_rows: str, n_e: int, n_r: int) -> slice:
