@@ -23,7 +23,7 @@ def run_one(task, seed, args):
     import numpy as np
     import torch
 
-    from rllib_mil.algorithms.mifq.mifq_loss import bc_term
+    from rllib_mil.algorithms.bc.bc_loss import bc_term
     from rllib_mil.data import schema as S
     from rllib_mil.data.demos import ensure_demos
     from rllib_mil.data.expert_buffer import ExpertBuffer
@@ -66,13 +66,14 @@ def run_one(task, seed, args):
             return greedy_actions(q, torch.as_tensor(team_obs[ACTION_MASK])[None])[0].numpy().astype(np.int64)
 
     env = make_team_env(task, {})
-    ret = run_episodes(env, Greedy(), args.eval_episodes, args.eval_seed)["return_mean"]
+    final = run_episodes(env, Greedy(), args.eval_episodes, args.eval_seed)
+    ret = final["return_mean"]
     r_exp = run_episodes(env, make_expert("scripted", env), args.eval_episodes, args.eval_seed)["return_mean"]
     r_rand = run_episodes(env, make_expert("random", env), args.eval_episodes, args.eval_seed)["return_mean"]
     env.close()
     return {
         "task": task, "algo": "BC", "seed": seed, "return": ret, "expert_return": r_exp, "random_return": r_rand,
-        "score": (ret - r_rand) / (r_exp - r_rand), "heldout_agreement": agreement, "updates": args.updates,
+        "score": (ret - r_rand) / (r_exp - r_rand), "win_rate": final.get("win_rate"), "heldout_agreement": agreement, "updates": args.updates,
         "demos": args.demos, "lr": args.lr, "eval_episodes": args.eval_episodes, "wall_s": wall,
         "budget": (f"Budget: offline BC, {args.updates} updates of 128 expert rows, lr={args.lr}, {args.demos} "
                    f"scripted-expert episodes; greedy decentralized evaluation on {args.eval_episodes} episodes."),

@@ -35,10 +35,11 @@ def reference_returns(task, expert, eval_episodes, eval_seed):
     env = make_team_env(task, {})
     demonstrator = expert_from_arg(expert, task)
     demonstrator = make_expert(demonstrator, env) if isinstance(demonstrator, str) else demonstrator
-    out = {
-        "expert": run_episodes(env, demonstrator, eval_episodes, eval_seed)["return_mean"],
-        "random": run_episodes(env, make_expert("random", env), eval_episodes, eval_seed)["return_mean"],
-    }
+    expert = run_episodes(env, demonstrator, eval_episodes, eval_seed)
+    random = run_episodes(env, make_expert("random", env), eval_episodes, eval_seed)
+    out = {"expert": expert["return_mean"], "random": random["return_mean"],
+           # where the game reports battle_won (SMAX, SMACv2)
+           "expert_win_rate": expert.get("win_rate"), "random_win_rate": random.get("win_rate")}
     env.close()
     return out
 
@@ -59,7 +60,7 @@ def run_bc(task, seed, demos, args):
     bc_args = argparse.Namespace(demos=demos, updates=args.bc_updates, lr=1e-3, eval_episodes=args.eval_episodes,
                                  eval_seed=args.eval_seed)
     r = bc_reference.run_one(task, seed, bc_args)
-    return {"return": r["return"], "curve": [], "wall_s": r["wall_s"]}
+    return {"return": r["return"], "win_rate": r.get("win_rate"), "curve": [], "wall_s": r["wall_s"]}
 
 
 def run_one(task, method, seed, demos, args):
@@ -110,11 +111,12 @@ def run_one(task, method, seed, demos, args):
             print(f"  {task} {algo_name} seed={seed} steps={steps} eval_return={ev:.2f} q_abs_max={curve[-1][2]:.1f} ({time.time()-t0:.0f}s)", flush=True)
         if steps >= args.env_steps:
             break
-    final = run_episodes(env, ModulePolicy(algo.get_module()), args.eval_episodes, args.eval_seed)["return_mean"]
+    final = run_episodes(env, ModulePolicy(algo.get_module()), args.eval_episodes, args.eval_seed)
     algo.stop()
     settings = {k: getattr(config, k) for k in ("alpha", "gamma", "value_rows", "chi2_replay", "offline")}
     settings["replay_capacity"] = config.replay_buffer_config.get("capacity")
-    return {"return": final, "curve": curve, "wall_s": time.time() - t0, "settings": settings}
+    return {"return": final["return_mean"], "win_rate": final.get("win_rate"), "curve": curve,
+            "wall_s": time.time() - t0, "settings": settings}
 
 
 def main(argv=None):
@@ -188,12 +190,15 @@ def main(argv=None):
             "task": task, "algo": algo_name, "seed": seed, "return": r["return"],
             "expert_return": r_exp, "random_return": r_rand,
             "score": (r["return"] - r_rand) / (r_exp - r_rand),
+            "win_rate": r.get("win_rate"), "expert_win_rate": refs[task]["expert_win_rate"],
             "env_steps": args.env_steps, "demos": demos, "expert": args.expert, "lr": args.lr, **r.get("settings", {}),
             "mixer_shared": args.mixer_shared,
             "updates_per_iteration": args.updates_per_iteration, "replay_batch": args.replay_batch, "eval_episodes": args.eval_episodes,
             "wall_s": r["wall_s"], "curve": r["curve"], "config": json.loads(args.config), "tag": args.tag,
         }
-        print(f"RESULT {task} demos={demos} {algo_name} seed={seed} return={r['return']:.2f} score={row['score']:.3f}", flush=True)
+        won = "" if r.get("win_rate") is None else f" win_rate={r['win_rate']:.2f} (expert {row['expert_win_rate']:.2f})"
+        print(f"RESULT {task} demos={demos} {algo_name} seed={seed} return={r['return']:.2f} score={row['score']:.3f}{won}",
+              flush=True)
         with open(args.out, "a") as f:
             f.write(json.dumps(row) + "\n")
     return 0

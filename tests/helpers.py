@@ -4,11 +4,9 @@ import numpy as np
 from rllib_mil.envs import ACTION_MASK
 
 
-def assert_rollouts_respect_masks(episodes, min_steps: int = 200) -> None:
-    """Real env-runner episodes of simple_speaker_listener (the speaker has 3 real actions padded to 5): no
-    unavailable action was ever taken, and every agent took each of its available actions (so a policy that
-    ignored the mask would have shown it: with near-uniform sampling a padded action comes up on ~40% of the
-    speaker's steps, and never doing so over 200+ steps has p < 1e-44)."""
+def assert_no_unavailable_action(episodes):
+    """No action taken in these env-runner episodes was unavailable under its step's mask. Returns
+    (steps, {agent: set of actions taken}, masks of the last episode (T, n_agents, n_actions))."""
     steps, chosen = 0, {}
     for ep in episodes:
         obs = ep.get_observations()
@@ -24,6 +22,15 @@ def assert_rollouts_respect_masks(episodes, min_steps: int = 200) -> None:
         steps += actions.shape[0]
         for agent in range(actions.shape[1]):
             chosen.setdefault(agent, set()).update(actions[:, agent].tolist())
+    return steps, chosen, masks
+
+
+def assert_rollouts_respect_masks(episodes, min_steps: int = 200) -> None:
+    """Real env-runner episodes of simple_speaker_listener (the speaker has 3 real actions padded to 5): no
+    unavailable action was ever taken, and every agent took each of its available actions (so a policy that
+    ignored the mask would have shown it: with near-uniform sampling a padded action comes up on ~40% of the
+    speaker's steps, and never doing so over 200+ steps has p < 1e-44)."""
+    steps, chosen, masks = assert_no_unavailable_action(episodes)
     assert steps >= min_steps
     n_actions = masks.shape[-1]
     avail = [{int(a) for a in np.flatnonzero(masks[0, i] > 0.5)} for i in range(masks.shape[1])]

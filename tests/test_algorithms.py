@@ -1,7 +1,6 @@
-"""Integration tests of every registered imitation algorithm on real team envs, in-process (num_env_runners=0).
-
-Parametrized over ``rllib_mil.algorithms.registry.IMITATION``: a newly registered algorithm is tested by being
-registered. One Ray instance (``ray_session``) and one demonstrations cache (``demo_cache``) serve all tests.
+"""Integration tests of the inverse soft-Q algorithms (MIFQ, IIQ, IQVDN) on real team envs, in-process
+(num_env_runners=0). Parametrized over ``rllib_mil.algorithms.registry.INVERSE_Q``: a newly registered one is tested
+by being registered (what every imitation algorithm shares: tests/test_imitation.py). One Ray instance (``ray_session``) and one demonstrations cache (``demo_cache``) serve all tests.
 """
 import math
 from types import SimpleNamespace
@@ -14,11 +13,12 @@ from ray.rllib.core.columns import Columns
 
 import rllib_mil  # noqa: F401  (registers env ids and algorithm names)
 from rllib_mil.algorithms.mifq import MIFQConfig, mifq_learner
-from rllib_mil.algorithms.registry import IMITATION as ALGORITHMS
+from rllib_mil.algorithms.registry import INVERSE_Q as ALGORITHMS
 from rllib_mil.data.demos import DemoValidationError, collect_demos
 from rllib_mil.envs import ACTION_MASK, OBS, make_team_env
 from rllib_mil.evaluation import evaluate_checkpoint, load_team_module
-from helpers import assert_rollouts_respect_masks, nan_loss
+from helpers import assert_no_unavailable_action, assert_rollouts_respect_masks, nan_loss
+from rllib_mil.envs.smax import FIRST_ATTACK_ACTION
 
 ALGO_NAMES = sorted(ALGORITHMS)
 MODULE_ID = "default_policy"
@@ -174,6 +174,71 @@ def test_rollouts_respect_action_masks(name, build):
     """simple_speaker_listener with a near-uniform rollout temperature (see assert_rollouts_respect_masks)."""
     algo = build(make_config(name, env=SPEAKER_LISTENER, rollout_alpha=1000.0))
     assert_rollouts_respect_masks(algo.env_runner.sample(num_timesteps=200, explore=True))
+
+
+@pytest.mark.parametrize("name", ALGO_NAMES)
+def test_trains_on_smax_with_win_rate(name, build):
+    """SMAX (state-dependent masks: attack targets in range, dead allies): rollouts stay inside the masks, the
+    learner trains on replay rows, and training and greedy evaluation report a win rate."""
+    algo = build(
+        make_config(name, env="smax/3m", rollout_alpha=1000.0)
+        .evaluation(evaluation_interval=1, evaluation_duration=2, evaluation_duration_unit="episodes")
+    )
+    steps, chosen, _ = assert_no_unavailable_action(algo.env_runner.sample(num_timesteps=300, explore=True))
+    # near-uniform rollouts met enemies in range: attack actions (available only then) were taken, never outside
+    assert steps >= 300 and any(max(c) >= FIRST_ATTACK_ACTION for c in chosen.values()), chosen
+    results = [algo.train() for _ in range(3)]
+    stats = results[-1]["learners"][MODULE_ID]
+    assert float(stats["replay_rows"]) == TRAIN_BATCH and math.isfinite(float(stats["loss"]))
+    win_rates = [r["env_runners"].get("win_rate") for r in results] + [results[-1]["evaluation"]["env_runners"]["win_rate"]]
+    assert any(w is not None for w in win_rates[:-1]) and 0.0 <= win_rates[-1] <= 1.0
+
+
+@pytest.mark.parametrize("name", ALGO_NAMES)
+def test_recurrent_agents_train_on_whole_episodes(name, build, tmp_path):
+    """use_gru: the env runners carry one GRU state per agent, updates train on whole expert and replay episodes
+    (rows counted over their real steps), and a checkpoint evaluates greedily with its recurrent state."""
+    algo = build(
+        make_config(name, env="smax/3m", use_gru=True, hidden=[32], gru_hidden=16, expert_batch_size=3,
+                    train_batch_size_per_learner=2, rollout_alpha=1000.0)
+        .evaluation(evaluation_interval=1, evaluation_duration=2, evaluation_duration_unit="episodes")
+    )
+    module = algo.env_runner.module
+    module = module[MODULE_ID] if hasattr(module, "keys") else module
+    assert module.is_stateful() and module.get_initial_state()["h"].shape == (3, 16)
+    steps, _, _ = assert_no_unavailable_action(algo.env_runner.sample(num_timesteps=100, explore=True))
+    assert steps >= 100
+    results = [algo.train() for _ in range(3)]
+    stats = results[-1]["learners"][MODULE_ID]
+    # 3 expert and 2 replay episodes per update: their real steps are the rows (SMAX episodes last 3+ steps).
+    assert float(stats["expert_rows"]) >= 3 * 3 and float(stats["replay_rows"]) >= 2 * 3
+    assert float(stats["replay_rows"]) == float(stats["replay_rows_sampled"])
+    assert math.isfinite(float(stats["loss"])) and "win_rate" in results[-1]["evaluation"]["env_runners"]
+    path = str(tmp_path / "ckpt")
+    algo.save_to_path(path)
+    res = evaluate_checkpoint(path, episodes=2)
+    assert res["episodes"] == 2 and 0.0 <= res["win_rate"] <= 1.0
+
+
+def test_offline_pretraining_then_online(build):
+    """pretrain_offline_updates: expert-only updates without sampling first, then the online loop."""
+    algo = build(make_config("MIFQ", pretrain_offline_updates=2 * UPDATES))
+    first, second, third = (algo.train() for _ in range(3))
+    for r in (first, second):  # UPDATES offline updates per iteration: two pre-training iterations
+        assert r["num_env_steps_sampled_lifetime"] == 0
+        assert float(r["learners"][MODULE_ID]["replay_rows"]) == 0.0
+    assert algo._n_offline_updates == 2 * UPDATES
+    assert third["num_env_steps_sampled_lifetime"] == FRAGMENT  # then sampling starts
+    with pytest.raises(ValueError, match="pretrain_offline_updates"):
+        make_config("MIFQ", pretrain_offline_updates=-1).validate()
+
+
+def test_recurrent_offline_mode(build):
+    algo = build(make_config("MIFQ", use_gru=True, hidden=[32], gru_hidden=16, expert_batch_size=2, offline=True))
+    result = algo.train()
+    stats = result["learners"][MODULE_ID]
+    assert float(stats["expert_rows"]) == 2 * 25 and float(stats["replay_rows"]) == 0.0
+    assert result["num_env_steps_sampled_lifetime"] == 0
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints

@@ -363,7 +363,7 @@ def test_vdn_with_identity_phi_equals_iiq(seed):
 
 
 def test_bc_term_hand_computation():
-    from rllib_mil.algorithms.mifq.mifq_loss import bc_term
+    from rllib_mil.algorithms.bc.bc_loss import bc_term
 
     # Row 0: agent 0 Q = [0, ln 3, 0] (τ = 1) -> p(a=1) = 3/5, NLL = ln(5/3); agent 1 uniform over 3 -> ln 3.
     # Row 1: agent 0 only action 2 available (no choice: left out); agent 1 takes action 0 of two available,

@@ -1,8 +1,9 @@
 """Registry of the algorithms this package provides: name -> (Algorithm class, Config class).
 
-Two families, because they are tested differently: ``IMITATION`` algorithms learn from demonstrations
-(``expert_data``), ``RL`` algorithms from the env reward (MAPPO trains the experts). Tests loop over each
-family (tests/test_algorithms.py, tests/test_rl_algorithms.py), so a new algorithm is tested by being
+Families, because they are tested differently: ``IMITATION`` algorithms learn from demonstrations
+(``expert_data``; tests/test_imitation.py loops over all of them), ``INVERSE_Q`` is the inverse soft-Q subset
+(MIFQ and its ablations, online with replay rows in the loss; tests/test_algorithms.py), ``RL`` algorithms learn
+from the env reward (MAPPO trains the experts; tests/test_rl_algorithms.py). A new algorithm is tested by being
 registered here.
 """
 
@@ -11,15 +12,20 @@ from typing import Dict, Tuple, Type
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 
+from rllib_mil.algorithms.bc.bc import BC, BCConfig
 from rllib_mil.algorithms.mappo.mappo import MAPPO, MAPPOConfig
 from rllib_mil.algorithms.mifq.mifq import IIQ, IQVDN, MIFQ, IIQConfig, IQVDNConfig, MIFQConfig
 
 Entry = Tuple[Type[Algorithm], Type[AlgorithmConfig]]
 
-IMITATION: Dict[str, Entry] = {
+INVERSE_Q: Dict[str, Entry] = {
     "MIFQ": (MIFQ, MIFQConfig),
     "IIQ": (IIQ, IIQConfig),
     "IQVDN": (IQVDN, IQVDNConfig),
+}
+IMITATION: Dict[str, Entry] = {
+    **INVERSE_Q,
+    "BC": (BC, BCConfig),
 }
 RL: Dict[str, Entry] = {
     "MAPPO": (MAPPO, MAPPOConfig),

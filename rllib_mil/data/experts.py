@@ -20,6 +20,12 @@ How each one plays (layouts and encodings read from mpe2's scenario source, see 
 * ``mpe/simple_reference`` - row ``[vel(2), landmark_rel(6), other's_goal_colour(3), comm(10)]``, action
   ``move + 5 * say``. Each agent says the index of the landmark its partner must reach and steers to the
   landmark it is told (centroid before the first utterance).
+* ``smax/<map>`` (``observation_type="unit_list"``) - focus fire: an agent with an enemy in attack range (its
+  attack actions in the mask) shoots the one with the least health (ties: the nearest), so allies that see the
+  same enemies concentrate on one target; otherwise it first closes up on the allies it sees (their centroid, when
+  farther than 0.3 sight ranges), then walks towards the nearest enemy it sees, or towards the centre of the map
+  when it sees none. No kiting or retreat. Measured (50 episodes vs JaxMARL's heuristic enemy): win rate 0.52 on
+  smacv2_5_units, 0.67 on 3m, against 0.47 / 0.57 without closing up.
 """
 from __future__ import annotations
 
@@ -220,6 +226,51 @@ class ReferenceExpert(Expert):
         return out
 
 
+class SMAXFocusFireExpert(Expert):
+    """Focus fire on SMAX, from each agent's own observation row and action mask (see the module docstring)."""
+
+    name = "scripted"
+
+    def __init__(self, n_allies: int, n_enemies: int):
+        from rllib_mil.envs.smax import OWN_FEATURES, UNIT_FEATURES
+
+        self.n_enemies = n_enemies
+        self.enemy_start = (n_allies - 1) * UNIT_FEATURES
+        self.own_start = (n_allies - 1 + n_enemies) * UNIT_FEATURES
+        self.unit_features, self.own_features = UNIT_FEATURES, OWN_FEATURES
+
+    def _agent_action(self, row: np.ndarray, mask: np.ndarray) -> int:
+        from rllib_mil.envs.smax import FIRST_ATTACK_ACTION, MOVE_VECTORS, N_MOVE_ACTIONS, STOP_ACTION
+
+        moves = mask[:N_MOVE_ACTIONS] > 0
+        if not moves.any():
+            return STOP_ACTION  # dead: the no-op is all there is
+        enemies = row[self.enemy_start : self.own_start].reshape(self.n_enemies, self.unit_features)
+        health, rel = enemies[:, 0], enemies[:, 1:3]  # rel: position relative to me / my sight range
+        dist = np.linalg.norm(rel, axis=-1)
+        shootable = mask[FIRST_ATTACK_ACTION : FIRST_ATTACK_ACTION + self.n_enemies] > 0
+        if shootable.any():
+            key = np.where(shootable, health + 1e-3 * dist, np.inf)
+            return FIRST_ATTACK_ACTION + int(np.argmin(key))
+        allies = row[: self.enemy_start].reshape(-1, self.unit_features)
+        seen = allies[:, 0] > 0  # allies in sight (health > 0)
+        centroid = allies[seen, 1:3].mean(axis=0) if seen.any() else np.zeros(2)
+        visible = health > 0
+        if np.linalg.norm(centroid) > 0.3:
+            direction = centroid  # close up first, so the team engages together
+        elif visible.any():
+            direction = rel[int(np.argmin(np.where(visible, dist, np.inf)))]
+        else:
+            own = row[self.own_start : self.own_start + self.own_features]
+            direction = np.array([0.5, 0.5]) - own[1:3]  # own position / map size -> towards the centre
+        scores = np.where(moves, MOVE_VECTORS @ direction, -np.inf)
+        return int(np.argmax(scores))
+
+    def act(self, team_obs, rng):
+        obs, mask = np.asarray(team_obs[OBS]), np.asarray(team_obs[ACTION_MASK])
+        return np.array([self._agent_action(obs[i], mask[i]) for i in range(obs.shape[0])], dtype=np.int64)
+
+
 def _scripted(env) -> Expert:
     if env.env_id == "mpe/simple_spread":
         return SpreadExpert(env.n_agents)
@@ -227,9 +278,16 @@ def _scripted(env) -> Expert:
         return SpeakerListenerExpert()
     if env.env_id == "mpe/simple_reference":
         return ReferenceExpert()
+    if env.env_id.startswith("smax/"):
+        if env.env_config.get("observation_type") != "unit_list":
+            raise ValueError(
+                f"The scripted SMAX expert reads the 'unit_list' observation; {env.env_id} is configured with "
+                f"observation_type={env.env_config.get('observation_type')!r}. Collect with a checkpoint expert instead."
+            )
+        return SMAXFocusFireExpert(env.n_agents, env.n_enemies)
     raise ValueError(
         f"No scripted expert for {env.env_id!r}; scripted experts exist for "
-        f"{sorted(SCRIPTED_ENVS)}. Use expert='random' or pass an Expert instance."
+        f"{sorted(SCRIPTED_ENVS)} and every smax/... map. Use expert='random' or pass an Expert instance."
     )
 
 

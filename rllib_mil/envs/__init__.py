@@ -2,6 +2,8 @@
 from rllib_mil.envs.base import MaskedMultiDiscrete, TeamEnv, TeamStep
 from rllib_mil.envs.contract import ACTION_MASK, INFO_AGENT_REWARDS, INFO_BATTLE_WON, OBS, STATE
 from rllib_mil.envs.mpe import MPE_TASKS, MPETeamEnv
+from rllib_mil.envs.smacv2 import SMACV2_ENV_IDS, SMACv2TeamEnv
+from rllib_mil.envs.smax import SMAX_ENV_IDS, SMAXTeamEnv
 from rllib_mil.envs.registry import list_team_envs, make_team_env, register_team_env, register_with_ray
 
 __all__ = [
@@ -12,6 +14,10 @@ __all__ = [
     "MPETeamEnv",
     "MaskedMultiDiscrete",
     "OBS",
+    "SMACV2_ENV_IDS",
+    "SMACv2TeamEnv",
+    "SMAX_ENV_IDS",
+    "SMAXTeamEnv",
     "STATE",
     "TeamEnv",
     "TeamStep",

@@ -24,7 +24,9 @@ class MaskedMultiDiscrete(spaces.MultiDiscrete):
     It *is* a ``MultiDiscrete`` (``isinstance`` checks, equality and ``contains`` are unchanged); only the default
     sampling respects ``static_mask`` (``nvec.shape + (max_n,)``, 1 = may be sampled), so that generic code that
     calls ``action_space.sample()`` (gymnasium's env checker, random rollouts) never proposes a padded action.
-    Dynamic availability (dead agents) is still the job of the observation's action mask.
+    A :class:`TeamEnv` also hands it the mask of its latest observation (``set_current_mask``), so a sample drawn
+    mid-episode is available there too (dead agents, attack targets out of range); the observation's
+    ``ACTION_MASK`` stays the source of truth for learners.
     """
 
     def __init__(self, nvec, static_mask, dtype=np.int64, seed=None):
@@ -37,11 +39,20 @@ class MaskedMultiDiscrete(spaces.MultiDiscrete):
         if not mask.any(axis=-1).all():
             raise ValueError("static_mask must allow at least one action per dimension")
         self.static_mask = mask
+        self.current_mask = None
+
+    def set_current_mask(self, mask: np.ndarray | None) -> None:
+        """Availability of the latest observation (``nvec.shape + (max_n,)``), None = the static mask only."""
+        if mask is not None:
+            mask = self.static_mask & (np.asarray(mask) > 0)
+            if not mask.any(axis=-1).all():
+                mask = None  # malformed (an agent with no action): fall back to the static mask
+        self.current_mask = mask
 
     def sample(self, mask=None, probability=None):
         if mask is not None or probability is not None:
             return super().sample(mask=mask, probability=probability)
-        p = self.static_mask.astype(np.float64)
+        p = (self.static_mask if self.current_mask is None else self.current_mask).astype(np.float64)
         cdf = np.cumsum(p / p.sum(axis=-1, keepdims=True), axis=-1)
         u = self.np_random.random(self.nvec.shape + (1,))
         idx = (cdf < u).sum(axis=-1)
@@ -193,6 +204,7 @@ class TeamEnv(gym.Env):
         state = np.asarray(state, dtype=np.float32).reshape(self.state_dim)
         mask = np.asarray(mask, dtype=np.float32).reshape(self.n_agents, self.n_actions)
         self._mask = mask
+        self.action_space.set_current_mask(mask)
         return {OBS: obs.copy(), STATE: state.copy(), ACTION_MASK: mask.copy()}
 
     def __str__(self) -> str:

@@ -9,6 +9,8 @@ from typing import Callable
 
 from rllib_mil.envs.base import TeamEnv
 from rllib_mil.envs.mpe import MPE_TASKS, make_mpe_creator
+from rllib_mil.envs.smacv2 import SMACV2_ENV_IDS, make_smacv2_creator
+from rllib_mil.envs.smax import SMAX_ENV_IDS, make_smax_creator
 
 TeamEnvCreator = Callable[[dict | None], TeamEnv]
 
@@ -61,4 +63,10 @@ def register_with_ray() -> list[str]:
 
 for _env_id in MPE_TASKS:
     register_team_env(_env_id, make_mpe_creator(_env_id))
+# SMAX ids are always registered; their creator imports JaxMARL (the `smax` extra) and says how to install it.
+for _env_id in SMAX_ENV_IDS:
+    register_team_env(_env_id, make_smax_creator(_env_id))
+# SMACv2 ids: their creator fails at once without StarCraft II, naming SC2PATH and the SMAX stand-in.
+for _env_id in SMACV2_ENV_IDS:
+    register_team_env(_env_id, make_smacv2_creator(_env_id))
 del _env_id

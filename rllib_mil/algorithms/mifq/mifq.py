@@ -14,7 +14,6 @@ Each training iteration:
 import logging
 from typing import Any, Dict, Optional, Type, Union
 
-import numpy as np
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core import DEFAULT_MODULE_ID
@@ -24,7 +23,6 @@ from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import (
-    ALL_MODULES,
     ENV_RUNNER_RESULTS,
     ENV_RUNNER_SAMPLING_TIMER,
     LEARNER_RESULTS,
@@ -34,11 +32,16 @@ from ray.rllib.utils.metrics import (
     REPLAY_BUFFER_ADD_DATA_TIMER,
     REPLAY_BUFFER_RESULTS,
     REPLAY_BUFFER_SAMPLE_TIMER,
-    SYNCH_WORKER_WEIGHTS_TIMER,
     TIMERS,
 )
 from typing_extensions import Self
 
+from rllib_mil.algorithms.imitation import (
+    ImitationConfig,
+    expert_only_updates,
+    resolve_expert_data,
+    sync_env_runner_weights,
+)
 from rllib_mil.modules.mixers import MIXERS
 
 logger = logging.getLogger(__name__)
@@ -47,7 +50,7 @@ logger = logging.getLogger(__name__)
 VALUE_ROWS = ("all", "expert", "replay")
 
 
-class MIFQConfig(AlgorithmConfig):
+class MIFQConfig(ImitationConfig):
     """Configuration of MIFQ (and of IIQ / IQVDN, which differ only in ``mixer``).
 
     Example:
@@ -67,12 +70,9 @@ class MIFQConfig(AlgorithmConfig):
 
         # fmt: off
         # __sphinx_doc_begin__
-        # Demonstrations: a Parquet path (see rllib_mil/data), or a dict asking for them to be generated once and
-        # cached: {"expert": "scripted" | "random" | CHECKPOINT, "episodes": 128, "seed": 0}.
-        self.expert_data: Union[str, Dict[str, Any], None] = None
-        # Expert rows per update (drawn uniformly from the on-device expert buffer).
-        self.expert_batch_size = 128
-        # Replay rows per update are `train_batch_size_per_learner` (below).
+        # Expert rows per update: `expert_batch_size`; replay rows per update: `train_batch_size_per_learner`.
+        # (expert_data, expert_batch_size, hidden, add_agent_id, use_gru, gru_hidden, offline and
+        # num_updates_per_iteration: see ImitationConfig.)
         # Soft-value temperature alpha: V_i = alpha * logsumexp(Q_i / alpha) (section 4.1). It sets the Q gap that
         # expresses a preference between actions (about alpha * log-odds); 0.01 made those gaps smaller than the
         # network's fitting noise once replay rows enter (README "Online MIFQ").
@@ -95,9 +95,6 @@ class MIFQConfig(AlgorithmConfig):
         # their floor of -1 = argmin phi). With one mixer a linear or positively homogeneous mixer gives
         # J >= E[(R^tot)^2]/2, as for VDN (see README "Deviations"). False = paper.
         self.mixer_shared = True
-        # Shared per-agent Q network: MLP hidden sizes, one-hot agent id appended to each agent's obs.
-        self.hidden = [128, 128]
-        self.add_agent_id = True
         # V(S') in the inverse Bellman operator from a target Q network (polyak `tau` every
         # `target_network_update_freq` sampled env steps), or from the online network.
         self.use_target_network = True
@@ -126,13 +123,13 @@ class MIFQConfig(AlgorithmConfig):
         # Weight of IQ-Learn's gradient penalty on observations interpolated between expert and replay rows,
         # E[(|grad_o sum_a Q_i(o, a)| - 1)^2] (0 = off; online only).
         self.grad_penalty = 0.0
-        # Offline mode, for users who only have a dataset: no env sampling for training and no replay buffer;
-        # every update uses expert rows only (the value term then runs on expert rows whatever `value_rows`
-        # says). Env runners only evaluate (`evaluation_interval`). The target network schedule
-        # (`target_network_update_freq`) then counts learner updates instead of sampled env steps.
-        self.offline = False
-        # Learner updates per training iteration, and env steps collected before the first one.
-        self.num_updates_per_iteration = 32
+        # Offline mode (ImitationConfig.offline): every update uses expert rows only (the value term then runs on
+        # expert rows whatever `value_rows` says), and the target network schedule (`target_network_update_freq`)
+        # counts learner updates instead of sampled env steps.
+        # Online runs: this many offline updates (expert rows only, as `offline=True`) before the first env step
+        # is sampled, i.e. a warm start from offline MIFQ (0 = none; not in the paper).
+        self.pretrain_offline_updates = 0
+        # Env steps collected before the first learner update.
         self.num_steps_sampled_before_learning_starts = 1000
         # A small buffer of recent env steps: the chi^2 fixed point on replay rows gives the taken action the reward
         # -pi(a|s)/mu(a|s) (pi current policy, mu the buffer's), so stale rows (mu far from pi) distort it.
@@ -159,8 +156,6 @@ class MIFQConfig(AlgorithmConfig):
     def training(
         self,
         *,
-        expert_data: Optional[Union[str, Dict[str, Any]]] = NotProvided,
-        expert_batch_size: Optional[int] = NotProvided,
         alpha: Optional[float] = NotProvided,
         rollout_alpha=NotProvided,
         mixer: Optional[str] = NotProvided,
@@ -170,19 +165,16 @@ class MIFQConfig(AlgorithmConfig):
         mixer_bias: Optional[bool] = NotProvided,
         mixer_min_weight: Optional[float] = NotProvided,
         mixer_shared: Optional[bool] = NotProvided,
-        hidden=NotProvided,
-        add_agent_id: Optional[bool] = NotProvided,
         use_target_network: Optional[bool] = NotProvided,
         target_network_update_freq: Optional[int] = NotProvided,
         tau: Optional[float] = NotProvided,
         chi2_replay: Optional[bool] = NotProvided,
         value_rows: Optional[str] = NotProvided,
         value_next: Optional[str] = NotProvided,
-        offline: Optional[bool] = NotProvided,
+        pretrain_offline_updates: Optional[int] = NotProvided,
         bc_coef: Optional[float] = NotProvided,
         bc_temperature: Optional[float] = NotProvided,
         grad_penalty: Optional[float] = NotProvided,
-        num_updates_per_iteration: Optional[int] = NotProvided,
         num_steps_sampled_before_learning_starts: Optional[int] = NotProvided,
         replay_buffer_config: Optional[dict] = NotProvided,
         **kwargs,
@@ -190,8 +182,6 @@ class MIFQConfig(AlgorithmConfig):
         """Sets MIFQ's training settings; see ``__init__`` for each one's meaning and default."""
         super().training(**kwargs)
         for name, value in dict(
-            expert_data=expert_data,
-            expert_batch_size=expert_batch_size,
             alpha=alpha,
             rollout_alpha=rollout_alpha,
             mixer=mixer,
@@ -201,19 +191,16 @@ class MIFQConfig(AlgorithmConfig):
             mixer_bias=mixer_bias,
             mixer_min_weight=mixer_min_weight,
             mixer_shared=mixer_shared,
-            hidden=hidden,
-            add_agent_id=add_agent_id,
             use_target_network=use_target_network,
             target_network_update_freq=target_network_update_freq,
             tau=tau,
             chi2_replay=chi2_replay,
             value_rows=value_rows,
             value_next=value_next,
-            offline=offline,
+            pretrain_offline_updates=pretrain_offline_updates,
             bc_coef=bc_coef,
             bc_temperature=bc_temperature,
             grad_penalty=grad_penalty,
-            num_updates_per_iteration=num_updates_per_iteration,
             num_steps_sampled_before_learning_starts=num_steps_sampled_before_learning_starts,
         ).items():
             if value is not NotProvided:
@@ -226,12 +213,6 @@ class MIFQConfig(AlgorithmConfig):
     @override(AlgorithmConfig)
     def validate(self) -> None:
         super().validate()
-        if self.expert_data is None and not self.in_evaluation:
-            self._value_error(
-                "MIFQ imitates demonstrations but `expert_data` is not set. Set "
-                "`config.training(expert_data='demos.parquet')` (see `rllib demos collect`) or "
-                "`expert_data={'expert': 'scripted', 'episodes': 128}` to generate them once and cache them."
-            )
         if self.mixer not in MIXERS:
             self._value_error(f"Unknown `mixer`={self.mixer!r}; choose one of {sorted(MIXERS)}.")
         if self.mixer_min_weight and not self.mixer_normalize:
@@ -259,8 +240,12 @@ class MIFQConfig(AlgorithmConfig):
             self._value_error(f"`bc_temperature` must be > 0 or None (= alpha), got {self.bc_temperature!r}.")
         if not (isinstance(self.grad_penalty, (int, float)) and self.grad_penalty >= 0):
             self._value_error(f"`grad_penalty` must be a number >= 0 (0 = off), got {self.grad_penalty!r}.")
-        if not isinstance(self.offline, bool):
-            self._value_error(f"`offline` must be True or False, got {self.offline!r}.")
+        if not (isinstance(self.pretrain_offline_updates, int) and self.pretrain_offline_updates >= 0):
+            self._value_error(
+                f"`pretrain_offline_updates` must be an integer >= 0, got {self.pretrain_offline_updates!r}.")
+        if self.use_gru and self.grad_penalty:
+                self._value_error("`grad_penalty` is not available with `use_gru=True` (it perturbs single "
+                                  "observations, not sequences); set grad_penalty=0 or use_gru=False.")
         if not isinstance(self.chi2_replay, bool):
             self._value_error(f"`chi2_replay` must be True or False, got {self.chi2_replay!r}.")
         if not self.alpha > 0:
@@ -296,8 +281,6 @@ class MIFQConfig(AlgorithmConfig):
     @override(AlgorithmConfig)
     def _model_config_auto_includes(self) -> Dict[str, Any]:
         return super()._model_config_auto_includes | {
-            "hidden": list(self.hidden),
-            "add_agent_id": self.add_agent_id,
             "mixer": self.mixer,
             "mixer_embed_dim": self.mixer_embed_dim,
             "hypernet_hidden": self.hypernet_hidden,
@@ -343,8 +326,6 @@ class MIFQ(Algorithm):
     def setup(self, config: AlgorithmConfig) -> None:
         # Resolve (generate once, cache) and validate the demonstrations on the driver first, so a mismatch
         # fails here with a clear message instead of inside a remote learner.
-        from rllib_mil.algorithms.mifq.mifq_learner import resolve_expert_data
-
         resolve_expert_data(config)
         super().setup(config)
         # Offline updates: how many so far (the target-network schedule counts them), and the batch that marks one.
@@ -359,7 +340,7 @@ class MIFQ(Algorithm):
 
     @override(Algorithm)
     def training_step(self) -> None:
-        if self.config.offline:
+        if self.config.offline or self._n_offline_updates < self.config.pretrain_offline_updates:
             return self._offline_training_step()
         # 1) Sample team episodes in parallel from the env runners.
         with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
@@ -383,18 +364,22 @@ class MIFQ(Algorithm):
         # 3) Learner updates on replay rows; the learner adds the expert rows itself.
         for _ in range(self.config.num_updates_per_iteration):
             with self.metrics.log_time((TIMERS, REPLAY_BUFFER_SAMPLE_TIMER)):
-                replay_episodes = self.local_replay_buffer.sample(
-                    num_items=self.config.total_train_batch_size,
-                    n_step=1,
-                    gamma=self.config.gamma,
-                    sample_episodes=True,
-                )
+                if self.config.use_gru:  # whole episodes, padded (rllib_mil/data/sequences.py)
+                    replay = {"batch": self._sample_replay_sequences(self.config.total_train_batch_size)}
+                else:
+                    replay = {"episodes": self.local_replay_buffer.sample(
+                        num_items=self.config.total_train_batch_size,
+                        n_step=1,
+                        gamma=self.config.gamma,
+                        sample_episodes=True,
+                    )}
             with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
                 learner_results = self.learner_group.update(
-                    episodes=replay_episodes,
-                    # The target-network schedule counts sampled env steps (see DQNLearner).
+                    **replay,
+                    # The target-network schedule counts sampled env steps (see DQNLearner), after any offline
+                    # pre-training updates so that it keeps increasing.
                     timesteps={
-                        NUM_ENV_STEPS_SAMPLED_LIFETIME: sampled,
+                        NUM_ENV_STEPS_SAMPLED_LIFETIME: sampled + self._n_offline_updates,
                         NUM_AGENT_STEPS_SAMPLED_LIFETIME: self.metrics.peek(
                             (ENV_RUNNER_RESULTS, NUM_AGENT_STEPS_SAMPLED_LIFETIME), default={}
                         ),
@@ -404,35 +389,23 @@ class MIFQ(Algorithm):
         self.metrics.aggregate([self.local_replay_buffer.get_metrics()], key=REPLAY_BUFFER_RESULTS)
 
         # 4) Only the Q network goes back to the env runners (inference_only drops mixers and target net).
-        with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
-            self.env_runner_group.sync_weights(
-                from_worker_or_learner_group=self.learner_group,
-                policies=set(learner_results[0].keys()) - {ALL_MODULES},
-                inference_only=True,
-            )
+        sync_env_runner_weights(self, learner_results)
+
+    def _sample_replay_sequences(self, n_episodes: int) -> MultiAgentBatch:
+        """``n_episodes`` whole episodes of the replay buffer, drawn uniformly with replacement and padded."""
+        from rllib_mil.data.sequences import SEQ_VALID, episode_arrays, pad_sequences
+
+        stored = [ep for ep in self.local_replay_buffer.episodes if len(ep) > 0]
+        pick = self.local_replay_buffer.rng.integers(len(stored), size=n_episodes)
+        seqs = pad_sequences([episode_arrays(stored[i]) for i in pick])
+        return MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(seqs)}, int(seqs[SEQ_VALID].sum()))
 
     def _offline_training_step(self) -> None:
-        # Expert rows only: the learner draws them from its on-device buffer; the batch only marks the update.
-        from rllib_mil.algorithms.mifq.mifq_learner import EXPERT_ONLY
-
-        marker = MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch({EXPERT_ONLY: np.zeros(1, np.float32)})}, 1)
-        for _ in range(self.config.num_updates_per_iteration):
-            self._n_offline_updates += 1
-            with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
-                learner_results = self.learner_group.update(
-                    batch=marker,
-                    # No env steps are sampled: the target-network schedule counts updates instead.
-                    timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: self._n_offline_updates},
-                )
-            self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
-        # Nothing samples for training, but the env runners' Q net must be the trained one: `get_module()`,
-        # exported policies and evaluation on the training env runners read it.
-        with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
-            self.env_runner_group.sync_weights(
-                from_worker_or_learner_group=self.learner_group,
-                policies=set(learner_results[0].keys()) - {ALL_MODULES},
-                inference_only=True,
-            )
+        # Expert rows only: the learner draws them from its on-device buffer; the target-network schedule counts
+        # these updates.
+        n = self.config.num_updates_per_iteration
+        expert_only_updates(self, n, first_update=self._n_offline_updates)
+        self._n_offline_updates += n
 
 
 class IIQ(MIFQ):

@@ -6,7 +6,8 @@ NEXT_OBS learner connector come from RLlib's ``DQNLearner``.
 """
 
 import logging
-from typing import Any, Dict
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
 
 import torch
 from ray.rllib.algorithms.dqn.dqn_learner import DQNLearner
@@ -16,14 +17,14 @@ from ray.rllib.core.rl_module.apis import TargetNetworkAPI
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.typing import ModuleID, TensorType
 
-from rllib_mil.algorithms.mifq.mifq_loss import bc_term, mifq_loss, q_gradient_penalty
+from rllib_mil.algorithms.bc.bc_loss import bc_term
+from rllib_mil.algorithms.mifq.mifq_loss import mifq_loss, q_gradient_penalty
 from rllib_mil.algorithms.mifq.mifq_rl_module import TARGET_Q_VALUES
 from rllib_mil.algorithms.utils import raise_if_not_finite
 from rllib_mil.data import schema
-from rllib_mil.data.demos import ensure_demos, read_demos
-from rllib_mil.data.expert_buffer import ExpertBuffer
+from rllib_mil.algorithms.imitation import EXPERT_ONLY, ExpertDataLearner
+from rllib_mil.data.sequences import SEQ_ACTIONS, SEQ_KEYS, SEQ_MASK, SEQ_OBS, SEQ_STATE, SEQ_TERMINATED, SEQ_VALID
 from rllib_mil.envs.contract import ACTION_MASK, OBS, STATE
-from rllib_mil.envs.registry import make_team_env
 from rllib_mil.modules.soft import soft_value
 
 logger = logging.getLogger(__name__)
@@ -39,52 +40,12 @@ Q_ABS_MAX = "q_abs_max"
 EXPERT_ROWS = "expert_rows"
 REPLAY_ROWS = "replay_rows"
 REPLAY_ROWS_SAMPLED = "replay_rows_sampled"
-# Batch key of an offline update: no replay rows, the learner draws expert rows only.
-EXPERT_ONLY = "expert_only"
-
-
-def resolve_expert_data(config) -> str:
-    """Path of the demonstrations named by ``config.expert_data``, generated and cached when it asks for it,
-    validated against ``config.env`` (raises ``DemoValidationError`` naming the mismatch)."""
-    spec = config.expert_data
-    if not isinstance(config.env, str):
-        raise ValueError(
-            "MIFQ needs `env` to be a registered team-env id (e.g. 'mpe/simple_spread'), so the demonstrations "
-            f"can be checked against it; got {config.env!r}. See rllib_mil.envs.list_team_envs()."
-        )
-    env_config = dict(config.env_config or {})
-    if isinstance(spec, dict):
-        unknown = set(spec) - {"expert", "episodes", "seed"}
-        if unknown:
-            raise ValueError(
-                f"Unknown key(s) {sorted(unknown)} in `expert_data`; allowed: expert, episodes, seed."
-            )
-        path = ensure_demos(
-            config.env,
-            env_config,
-            expert=spec.get("expert", "scripted"),
-            episodes=int(spec.get("episodes", 128)),
-            seed=int(spec.get("seed", 0)),
-        )
-    else:
-        path = str(spec)
-    env = make_team_env(config.env, env_config)
-    try:
-        read_demos(path, env=env)
-    finally:
-        env.close()
-    return path
-
-
-class MIFQTorchLearner(DQNLearner, TorchLearner):
+class MIFQTorchLearner(ExpertDataLearner, DQNLearner, TorchLearner):
     @override(DQNLearner)
     def build(self) -> None:
         super().build()
-        path = resolve_expert_data(self.config)
-        self._expert = ExpertBuffer.from_path(path, device=self._device)
-        self._expert_gen = torch.Generator(device=self._device)
-        self._expert_gen.manual_seed(int(self.config.seed or 0) + 10_007 * self._learner_index)
-        logger.info("MIFQ learner: %d expert transitions from %s on %s", len(self._expert), path, self._device)
+        self.build_expert_data()
+        logger.info("MIFQ learner: %d expert transitions on %s", len(self._expert), self._device)
 
     @classmethod
     @override(DQNLearner)
@@ -96,45 +57,19 @@ class MIFQTorchLearner(DQNLearner, TorchLearner):
         self, *, module_id: ModuleID, config, batch: Dict[str, Any], fwd_out: Dict[str, TensorType]
     ) -> TensorType:
         module = self.module[module_id].unwrapped()
-        exp = self._expert.sample(config.expert_batch_size, generator=self._expert_gen)
-        n_e = exp[schema.ACTIONS].shape[0]
-        # Offline updates carry no replay rows (MIFQ.training_step passes only the EXPERT_ONLY marker).
-        n_r = 0 if EXPERT_ONLY in batch else batch[Columns.ACTIONS].shape[0]
-
-        # Rows [0, n_e) are expert, [n_e, n_e + n_r) replay; one forward pass over both.
-        def join(expert_col, *replay_path):
-            e = exp[expert_col]
-            if n_r == 0:
-                return e
-            r = batch
-            for key in replay_path:
-                r = r[key]
-            return torch.cat([e, r.to(e.dtype)], dim=0)
-
-        o = join(schema.OBS, Columns.OBS, OBS)  # (B, n, d)
-        o_next = join(schema.NEXT_OBS, Columns.NEXT_OBS, OBS)  # (B, n, d)
-        mask = join(schema.ACTION_MASK, Columns.OBS, ACTION_MASK)  # (B, n, A)
-        mask_next = join(schema.NEXT_ACTION_MASK, Columns.NEXT_OBS, ACTION_MASK)  # (B, n, A)
-        state = join(schema.STATE, Columns.OBS, STATE)  # (B, s)
-        state_next = join(schema.NEXT_STATE, Columns.NEXT_OBS, STATE)  # (B, s)
-        actions = join(schema.ACTIONS, Columns.ACTIONS)  # (B, n) int64
-        # Terminated only: MPE episodes end by truncation, through which we bootstrap.
-        done = join(schema.TERMINATED, Columns.TERMINATEDS)  # (B,) float
-
-        q = module.q_values(o)  # (B, n, A)
+        # Rows [0, n_e) are expert, [n_e, n_e + n_r) replay, from transitions or from whole-episode sequences.
+        gather_rows = self._sequence_rows if config.use_gru else self._transition_rows
+        rows = gather_rows(module, config, batch, online_next=config.value_next == "online" and config.use_target_network)
+        q, mask, n_e, n_r = rows.q, rows.mask, rows.n_e, rows.n_r
+        actions, done, state, state_next = rows.actions, rows.done, rows.state, rows.state_next
         q_taken = q.gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # (B, n, 1) -> (B, n)
         v_cur = soft_value(q, mask, config.alpha)  # (B, n)
         # V(S') of the recovered reward r = Q(S, A) - gamma V(S'): target net (no gradient) or online net.
-        if config.use_target_network:
-            with torch.no_grad():
-                q_next = module.forward_target({Columns.OBS: {OBS: o_next}})[TARGET_Q_VALUES]
-        else:
-            q_next = module.q_values(o_next)
-        v_next = soft_value(q_next, mask_next, config.alpha)  # (B, n)
+        v_next = soft_value(rows.q_next, rows.mask_next, config.alpha)  # (B, n)
         # V(S') of the value term: the online net lets a trajectory's rows telescope (MIFQConfig.value_next).
         v_next_val = v_next
-        if config.value_next == "online" and config.use_target_network:
-            v_next_val = soft_value(module.q_values(o_next), mask_next, config.alpha)  # (B, n)
+        if rows.q_next_online is not None:
+            v_next_val = soft_value(rows.q_next_online, rows.mask_next, config.alpha)  # (B, n)
 
         v_rows = value_row_slice(config.value_rows, n_e, n_r)
         rep = slice(n_e, n_e + n_r) if (config.chi2_replay and n_r) else None
@@ -165,7 +100,7 @@ class MIFQTorchLearner(DQNLearner, TorchLearner):
             terms = {**terms, BC_TERM: bc.detach(), "loss": loss.detach()}
         if config.grad_penalty and n_r:
             k = min(n_e, n_r)
-            gp = q_gradient_penalty(module.q_values, o[:k], o[n_e : n_e + k], self._expert_gen)
+            gp = q_gradient_penalty(module.q_values, rows.obs[:k], rows.obs[n_e : n_e + k], self._expert_gen)
             loss = loss + config.grad_penalty * gp
             terms = {**terms, GRAD_PENALTY: gp.detach(), "loss": loss.detach()}
         raise_if_not_finite("MIFQ", loss, terms, "Lower `lr`, raise `alpha`, or set `grad_clip`.")
@@ -183,6 +118,110 @@ class MIFQTorchLearner(DQNLearner, TorchLearner):
             }
         self.metrics.log_dict(metrics, key=module_id, window=1)
         return loss
+
+    def _transition_rows(self, module, config, batch, online_next: bool) -> "LossRows":
+        """Expert transitions (on-device buffer) joined with the replay transitions of ``batch``; ``online_next``
+        also computes Q(o', ·) of the online net (value_next="online" with a target net)."""
+        exp = self.expert_rows(config.expert_batch_size)
+        n_e = exp[schema.ACTIONS].shape[0]
+        # Offline updates carry no replay rows (MIFQ.training_step passes only the EXPERT_ONLY marker).
+        n_r = 0 if EXPERT_ONLY in batch else batch[Columns.ACTIONS].shape[0]
+
+        # One forward pass over both kinds of rows.
+        def join(expert_col, *replay_path):
+            e = exp[expert_col]
+            if n_r == 0:
+                return e
+            r = batch
+            for key in replay_path:
+                r = r[key]
+            return torch.cat([e, r.to(e.dtype)], dim=0)
+
+        o = join(schema.OBS, Columns.OBS, OBS)  # (B, n, d)
+        o_next = join(schema.NEXT_OBS, Columns.NEXT_OBS, OBS)  # (B, n, d)
+        if config.use_target_network:
+            with torch.no_grad():
+                q_next = module.forward_target({Columns.OBS: {OBS: o_next}})[TARGET_Q_VALUES]
+        else:
+            q_next = module.q_values(o_next)
+        return LossRows(
+            q=module.q_values(o),  # (B, n, A)
+            q_next=q_next,  # (B, n, A)
+            q_next_online=module.q_values(o_next) if online_next else None,
+            mask=join(schema.ACTION_MASK, Columns.OBS, ACTION_MASK),  # (B, n, A)
+            mask_next=join(schema.NEXT_ACTION_MASK, Columns.NEXT_OBS, ACTION_MASK),  # (B, n, A)
+            state=join(schema.STATE, Columns.OBS, STATE),  # (B, s)
+            state_next=join(schema.NEXT_STATE, Columns.NEXT_OBS, STATE),  # (B, s)
+            actions=join(schema.ACTIONS, Columns.ACTIONS),  # (B, n) int64
+            # Terminated only: MPE episodes end by truncation, through which we bootstrap.
+            done=join(schema.TERMINATED, Columns.TERMINATEDS),  # (B,) float
+            n_e=n_e,
+            n_r=n_r,
+            obs=o,
+        )
+
+    def _sequence_rows(self, module, config, batch, online_next: bool) -> "LossRows":
+        """Recurrent agents: whole expert episodes joined with whole replay episodes (``batch`` in the layout of
+        rllib_mil/data/sequences.py), the GRU run over each from the zero state; the real steps become rows."""
+        exp = self.expert_sequences(config.expert_batch_size)
+        seqs = [exp] if EXPERT_ONLY in batch else [exp, {k: batch[k] for k in SEQ_KEYS}]
+        T = max(int(s[SEQ_VALID].shape[1]) for s in seqs)
+
+        def pad_t(x, steps):  # (B, t, ...) -> (B, steps, ...) with zeros after the end
+            return torch.cat([x, x.new_zeros((x.shape[0], steps - x.shape[1]) + x.shape[2:])], dim=1)
+
+        def cat(key, steps):
+            return torch.cat([pad_t(s[key].to(exp[key].dtype), steps) for s in seqs], dim=0)
+
+        obs = cat(SEQ_OBS, T + 1)  # (B, T+1, n, d): o_0 .. o_T
+        masks = cat(SEQ_MASK, T + 1)  # (B, T+1, n, A)
+        states = cat(SEQ_STATE, T + 1)  # (B, T+1, s)
+        valid = cat(SEQ_VALID, T) > 0  # (B, T)
+        n_e = int(exp[SEQ_VALID].sum())
+        n_r = int(valid.sum()) - n_e
+        q_all = module.q_values(obs)  # (B, T+1, n, A), one pass over o_0 .. o_T
+        if config.use_target_network:
+            with torch.no_grad():
+                q_next_all = module.forward_target({Columns.OBS: {OBS: obs}})[TARGET_Q_VALUES][:, 1:]
+        else:
+            q_next_all = q_all[:, 1:]
+
+        # (B, T, ...) -> (N, ...): the real steps only, expert episodes first (they lead the batch).
+        def real(x):
+            return x[valid]
+
+        return LossRows(
+            q=real(q_all[:, :-1]),  # (N, n, A)
+            q_next=real(q_next_all),  # (N, n, A)
+            q_next_online=real(q_all[:, 1:]) if online_next else None,
+            mask=real(masks[:, :-1]),
+            mask_next=real(masks[:, 1:]),
+            state=real(states[:, :-1]),
+            state_next=real(states[:, 1:]),
+            actions=real(cat(SEQ_ACTIONS, T)).long(),  # (N, n)
+            done=real(cat(SEQ_TERMINATED, T)),  # (N,)
+            n_e=n_e,
+            n_r=n_r,
+            obs=None,
+        )
+
+
+@dataclass
+class LossRows:
+    """What eq. 9 needs, row by row: expert rows [0, n_e), then replay rows [n_e, n_e + n_r)."""
+
+    q: torch.Tensor  # (B, n, A) Q(o, ·) of the online net
+    q_next: torch.Tensor  # (B, n, A) Q(o', ·) for r = Q − γV(S'): target net, or online without one
+    q_next_online: Optional[torch.Tensor]  # (B, n, A) Q(o', ·) of the online net, when value_next="online" needs it
+    mask: torch.Tensor  # (B, n, A)
+    mask_next: torch.Tensor  # (B, n, A)
+    state: torch.Tensor  # (B, s)
+    state_next: torch.Tensor  # (B, s)
+    actions: torch.Tensor  # (B, n) int64
+    done: torch.Tensor  # (B,) 1.0 where terminated
+    n_e: int
+    n_r: int
+    obs: Optional[torch.Tensor]  # (B, n, d) for the gradient penalty (transitions only)
 
 
 def value_row_slice(value_rows: str, n_e: int, n_r: int) -> slice:

@@ -35,7 +35,6 @@ from typing import Callable, Optional
 import torch
 
 from rllib_mil.modules.mixers import Mixer
-from rllib_mil.modules.soft import masked_q
 
 Phi = Callable[[torch.Tensor], torch.Tensor]
 
@@ -167,25 +166,6 @@ def mifq_loss(
         **extra,
     }
     return loss, terms
-
-
-def bc_term(q_e: torch.Tensor, actions_e: torch.Tensor, mask_e: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Behaviour-cloning term on expert rows: mean negative log-likelihood of the expert's actions under
-    softmax(Q_i/τ) restricted to available actions, τ = ``temperature`` (MIFQConfig.bc_coef / bc_temperature;
-    not in the paper). With τ above the soft-Q temperature α it pushes *every* other available action down at
-    expert states until it sits about τ·log(A) below the expert's, also actions the policy never takes.
-
-    ``q_e (Be, n, A)``, ``actions_e (Be, n)`` int, ``mask_e (Be, n, A)``. Agents with a single available action
-    (dead or padded agents) carry no choice and are left out of the mean.
-    """
-    _check("q_e", q_e, (None, None, None))
-    Be, n, A = q_e.shape
-    _check("actions_e", actions_e, (Be, n))
-    _check("mask_e", mask_e, (Be, n, A))
-    logp = torch.log_softmax(masked_q(q_e / temperature, mask_e), dim=-1)  # (Be, n, A)
-    nll = -logp.gather(-1, actions_e.long().unsqueeze(-1)).squeeze(-1)  # (Be, n, 1) -> (Be, n)
-    choice = ((mask_e > 0).sum(dim=-1) > 1).to(q_e.dtype)  # (Be, n): 1 where the agent had a real choice
-    return (nll * choice).sum() / choice.sum().clamp(min=1.0)
 
 
 def q_gradient_penalty(

@@ -1,0 +1,207 @@
+"""What every imitation algorithm here shares (MIFQ, IIQ, IQVDN, BC): the demonstrations setting and its
+resolution, the shared agent network settings, offline mode, the on-device expert buffer on the learner, and
+expert-only updates.
+
+* ``ImitationConfig``: ``expert_data``, ``expert_batch_size``, ``hidden``, ``add_agent_id``, ``use_gru``,
+  ``gru_hidden``, ``offline``, ``num_updates_per_iteration``, with their validation.
+* ``resolve_expert_data(config)``: the demonstrations file, generated and cached on request, validated against
+  the env (run on the driver first, so a mismatch fails before any remote learner starts).
+* ``ExpertDataLearner``: a learner mixin that loads the demonstrations into an ``ExpertBuffer`` on its device and
+  draws transitions or whole episodes from it with its own seeded generator.
+* ``expert_only_updates(algo, n_updates, first_update)``: learner updates that use expert rows alone (offline
+  mode), each marked by a one-row batch, followed by the weight sync to the env runners.
+"""
+from typing import Any, Dict, Optional, Union
+
+import numpy as np
+import torch
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+from ray.rllib.utils.annotations import override
+from ray.rllib.utils.metrics import (
+    ALL_MODULES,
+    LEARNER_RESULTS,
+    LEARNER_UPDATE_TIMER,
+    NUM_ENV_STEPS_SAMPLED_LIFETIME,
+    SYNCH_WORKER_WEIGHTS_TIMER,
+    TIMERS,
+)
+from typing_extensions import Self
+
+from rllib_mil.data.demos import ensure_demos, read_demos
+from rllib_mil.data.expert_buffer import ExpertBuffer
+from rllib_mil.envs.registry import make_team_env
+
+# Batch key of an expert-only update: no replay rows, the learner draws expert rows only.
+EXPERT_ONLY = "expert_only"
+
+
+class ImitationConfig(AlgorithmConfig):
+    """Settings every imitation algorithm shares; subclasses add their own and call ``super().training``."""
+
+    def __init__(self, algo_class=None):
+        super().__init__(algo_class=algo_class)
+        # Demonstrations: a Parquet path (see rllib_mil/data), or a dict asking for them to be generated once and
+        # cached: {"expert": "scripted" | "random" | CHECKPOINT, "episodes": 128, "seed": 0}.
+        self.expert_data: Union[str, Dict[str, Any], None] = None
+        # Expert rows per update (drawn uniformly from the on-device expert buffer); with use_gru, episodes.
+        self.expert_batch_size = 128
+        # Shared per-agent network: MLP hidden sizes (with use_gru: the encoder before the GRU), one-hot agent id
+        # appended to each agent's own observation.
+        self.hidden = [128, 128]
+        self.add_agent_id = True
+        # Recurrent agents: encoder `hidden` -> GRU(gru_hidden) -> head, one hidden state per agent. Updates then
+        # train on whole episodes run from the zero state, and `expert_batch_size` (and the replay batch
+        # `train_batch_size_per_learner`) count episodes instead of transitions (rllib_mil/data/sequences.py).
+        self.use_gru = False
+        self.gru_hidden = 64
+        # Offline mode, for users who only have a dataset: no env sampling for training and no replay buffer;
+        # env runners only evaluate (`evaluation_interval`).
+        self.offline = False
+        # Learner updates per training iteration.
+        self.num_updates_per_iteration = 32
+
+    @override(AlgorithmConfig)
+    def training(
+        self,
+        *,
+        expert_data: Optional[Union[str, Dict[str, Any]]] = NotProvided,
+        expert_batch_size: Optional[int] = NotProvided,
+        hidden=NotProvided,
+        add_agent_id: Optional[bool] = NotProvided,
+        use_gru: Optional[bool] = NotProvided,
+        gru_hidden: Optional[int] = NotProvided,
+        offline: Optional[bool] = NotProvided,
+        num_updates_per_iteration: Optional[int] = NotProvided,
+        **kwargs,
+    ) -> Self:
+        """Sets the shared imitation settings; see ``__init__`` for each one's meaning and default."""
+        super().training(**kwargs)
+        for name, value in dict(
+            expert_data=expert_data,
+            expert_batch_size=expert_batch_size,
+            hidden=hidden,
+            add_agent_id=add_agent_id,
+            use_gru=use_gru,
+            gru_hidden=gru_hidden,
+            offline=offline,
+            num_updates_per_iteration=num_updates_per_iteration,
+        ).items():
+            if value is not NotProvided:
+                setattr(self, name, value)
+        return self
+
+    @override(AlgorithmConfig)
+    def validate(self) -> None:
+        super().validate()
+        name = self.algo_class.__name__ if self.algo_class else "This algorithm"
+        if self.expert_data is None and not self.in_evaluation:
+            self._value_error(
+                f"{name} imitates demonstrations but `expert_data` is not set. Set "
+                "`config.training(expert_data='demos.parquet')` (see `rllib demos collect`) or "
+                "`expert_data={'expert': 'scripted', 'episodes': 128}` to generate them once and cache them."
+            )
+        if not isinstance(self.use_gru, bool):
+            self._value_error(f"`use_gru` must be True or False, got {self.use_gru!r}.")
+        if self.use_gru:
+            if not self.hidden:
+                self._value_error("`use_gru=True` needs at least one encoder layer in `hidden`, e.g. [64].")
+            if not (isinstance(self.gru_hidden, int) and self.gru_hidden >= 1):
+                self._value_error(f"`gru_hidden` must be an integer >= 1, got {self.gru_hidden!r}.")
+        if not isinstance(self.offline, bool):
+            self._value_error(f"`offline` must be True or False, got {self.offline!r}.")
+        for key in ("expert_batch_size", "num_updates_per_iteration"):
+            value = getattr(self, key)
+            if not (isinstance(value, int) and value >= 1):
+                self._value_error(f"`{key}` must be an integer >= 1, got {value!r}.")
+
+    @property
+    @override(AlgorithmConfig)
+    def _model_config_auto_includes(self) -> Dict[str, Any]:
+        return super()._model_config_auto_includes | {
+            "hidden": list(self.hidden),
+            "add_agent_id": self.add_agent_id,
+            "use_gru": self.use_gru,
+            "gru_hidden": self.gru_hidden,
+        }
+
+
+def resolve_expert_data(config) -> str:
+    """Path of the demonstrations named by ``config.expert_data``, generated and cached when it asks for it,
+    validated against ``config.env`` (raises ``DemoValidationError`` naming the mismatch)."""
+    spec = config.expert_data
+    if not isinstance(config.env, str):
+        raise ValueError(
+            "Imitation needs `env` to be a registered team-env id (e.g. 'mpe/simple_spread'), so the demonstrations "
+            f"can be checked against it; got {config.env!r}. See rllib_mil.envs.list_team_envs()."
+        )
+    env_config = dict(config.env_config or {})
+    if isinstance(spec, dict):
+        unknown = set(spec) - {"expert", "episodes", "seed"}
+        if unknown:
+            raise ValueError(
+                f"Unknown key(s) {sorted(unknown)} in `expert_data`; allowed: expert, episodes, seed."
+            )
+        path = ensure_demos(
+            config.env,
+            env_config,
+            expert=spec.get("expert", "scripted"),
+            episodes=int(spec.get("episodes", 128)),
+            seed=int(spec.get("seed", 0)),
+        )
+    else:
+        path = str(spec)
+    env = make_team_env(config.env, env_config)
+    try:
+        read_demos(path, env=env)
+    finally:
+        env.close()
+    return path
+
+
+class ExpertDataLearner:
+    """Learner mixin: ``build_expert_data()`` (call it in ``build``) loads the demonstrations onto the learner's
+    device; ``expert_rows`` / ``expert_sequences`` draw from them with a generator seeded by ``config.seed`` and
+    the learner index."""
+
+    def build_expert_data(self) -> None:
+        path = resolve_expert_data(self.config)
+        self._expert = ExpertBuffer.from_path(path, device=self._device)
+        self._expert_gen = torch.Generator(device=self._device)
+        self._expert_gen.manual_seed(int(self.config.seed or 0) + 10_007 * self._learner_index)
+
+    def expert_rows(self, n: int) -> Dict[str, torch.Tensor]:
+        """``n`` expert transitions, keyed by the schema's column names."""
+        return self._expert.sample(n, generator=self._expert_gen)
+
+    def expert_sequences(self, n: int) -> Dict[str, torch.Tensor]:
+        """``n`` whole expert episodes in the padded layout of rllib_mil.data.sequences."""
+        return self._expert.sample_sequences(n, generator=self._expert_gen)
+
+
+def expert_only_updates(algo, n_updates: int, first_update: int) -> None:
+    """``n_updates`` learner updates on expert rows alone, then the weight sync to the env runners.
+
+    The target-network schedule (where there is one) counts updates: update k gets timestep ``first_update + k``.
+    """
+    marker = MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch({EXPERT_ONLY: np.zeros(1, np.float32)})}, 1)
+    learner_results = None
+    for k in range(1, n_updates + 1):
+        with algo.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+            learner_results = algo.learner_group.update(
+                batch=marker, timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: first_update + k})
+        algo.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
+    # Nothing samples for training, but the env runners' network must be the trained one: `get_module()`,
+    # exported policies and evaluation on the training env runners read it.
+    sync_env_runner_weights(algo, learner_results)
+
+
+def sync_env_runner_weights(algo, learner_results) -> None:
+    """Send the learner's inference part (the agent network only) to the env runners."""
+    with algo.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
+        algo.env_runner_group.sync_weights(
+            from_worker_or_learner_group=algo.learner_group,
+            policies=set(learner_results[0].keys()) - {ALL_MODULES},
+            inference_only=True,
+        )

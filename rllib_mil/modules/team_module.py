@@ -1,0 +1,94 @@
+"""The team agent module every value- or policy-based imitation learner here acts with.
+
+One network shared by all agents (MLP, or encoder -> GRU -> head with ``use_gru``; one-hot agent id appended) maps
+each agent's own observation row to one score per action (soft Q values for MIFQ, logits for BC). Acting is
+decentralized by construction; on the env runners the module acts greedily under the action mask
+(``forward_inference``) or samples softmax(score / temperature) under it (``forward_exploration``), carrying one
+GRU state per agent when recurrent. Subclasses add what only their learner needs (mixers, target networks).
+
+``model_config`` keys: hidden (list[int]), add_agent_id (bool), use_gru (bool), gru_hidden (int), rollout_alpha
+(float or schedule [[t, value], ...], the sampling temperature).
+"""
+from typing import Any, Dict
+
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.rl_module import RLModule
+from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
+from ray.rllib.utils.annotations import override
+from ray.rllib.utils.schedules.scheduler import Scheduler
+
+from rllib_mil.envs.contract import ACTION_MASK, OBS, team_dims
+from rllib_mil.modules.agent_nets import SharedAgentGRUNet, SharedAgentQNet
+from rllib_mil.modules.soft import boltzmann_sample, greedy_actions
+
+# Recurrent state key (per-agent GRU hidden state, (B, n, H)).
+GRU_STATE = "h"
+
+
+class TeamAgentModule(TorchRLModule):
+    """Shared per-agent scoring network ``q_net`` plus masked greedy / Boltzmann acting (see module docstring)."""
+
+    framework: str = "torch"
+
+    @override(RLModule)
+    def setup(self):
+        mc = self.model_config
+        self.n_agents, self.obs_dim, self.state_dim, self.n_actions = team_dims(
+            self.observation_space, type(self).__name__)
+        self.use_gru = bool(mc.get("use_gru", False))
+        if self.use_gru:
+            self.q_net = SharedAgentGRUNet(
+                self.obs_dim, self.n_agents, self.n_actions, hidden=tuple(mc["hidden"]),
+                gru_hidden=mc["gru_hidden"], add_agent_id=mc["add_agent_id"],
+            )
+        else:
+            self.q_net = SharedAgentQNet(
+                self.obs_dim, self.n_agents, self.n_actions, hidden=tuple(mc["hidden"]),
+                add_agent_id=mc["add_agent_id"],
+            )
+        # Rollout temperature; a schedule over sampled env steps is allowed.
+        self.alpha_schedule = Scheduler(mc["rollout_alpha"], framework="torch")
+
+    @override(RLModule)
+    def get_initial_state(self) -> Dict[str, Any]:
+        return {GRU_STATE: self.q_net.initial_state()} if self.use_gru else {}
+
+    # -- scores --------------------------------------------------------------------------------------------
+    def q_values(self, obs: torch.Tensor) -> torch.Tensor:
+        """(B, n, d) local observations -> (B, n, A) scores; recurrent: (B, T, n, d) whole-episode sequences, run
+        from the zero state (rllib_mil.data.sequences) -> (B, T, n, A)."""
+        if self.use_gru:
+            return self.q_net(obs, self.zero_state(obs))[0]
+        return self.q_net(obs)
+
+    def zero_state(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs.new_zeros(obs.shape[0], self.n_agents, self.q_net.gru_hidden)  # (B, n, H)
+
+    def _rollout_q(self, batch: Dict[str, Any]) -> tuple[torch.Tensor, Dict[str, Any]]:
+        """Scores of the env runners' batch (recurrent: (B, 1, n, d) with the carried state) and extra outputs."""
+        obs = batch[Columns.OBS][OBS]
+        if not self.use_gru:
+            return self.q_net(obs), {}
+        q, h = self.q_net(obs, batch[Columns.STATE_IN][GRU_STATE])  # (B, T, n, A), (B, n, H)
+        return q, {Columns.STATE_OUT: {GRU_STATE: h}}
+
+    # -- acting --------------------------------------------------------------------------------------------
+    @override(RLModule)
+    def _forward_inference(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
+        # Greedy under the mask; actions (B, n) go straight to the env.
+        q, out = self._rollout_q(batch)
+        return {Columns.ACTIONS: greedy_actions(q, batch[Columns.OBS][ACTION_MASK]), **out}
+
+    @override(RLModule)
+    def _forward_exploration(self, batch: Dict[str, Any], t: int = 0, **kwargs) -> Dict[str, Any]:
+        # a_i ~ softmax(score_i / temperature) over available actions.
+        self.alpha_schedule.update(t)
+        alpha = float(self.alpha_schedule.get_current_value())
+        q, out = self._rollout_q(batch)
+        return {Columns.ACTIONS: boltzmann_sample(q, batch[Columns.OBS][ACTION_MASK], alpha), **out}
+
+    @override(RLModule)
+    def _forward_train(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
+        # The learners sample their expert rows themselves and run `q_values` on them (and on replay rows).
+        return {}
