@@ -4,7 +4,9 @@
 
 R_expert (the demonstrating expert) and R_random (uniform over available actions) are measured in the same
 run, on the same evaluation seeds as the learned policies. Methods: registered imitation algorithms with their
-defaults (online: replay rows enter the loss), NAME:offline (``offline=True``), and BC (benchmarks/bc_reference.py).
+defaults (online: replay rows enter the loss), NAME:offline (``offline=True``), and BC (the registered algorithm,
+offline; ``--bc-updates`` updates, lr ``--bc-lr``). Rows before 2026-11-30's second session measured BC with the
+bare-PyTorch loop benchmarks/bc_reference.py (same loss, network and updates).
 
 Usage (one JSON line per (task, demos, method, seed) into --out; finished cells are skipped, so a run can be resumed;
 --shard i/k splits the grid so two processes can share a 2-CPU machine; --config/--tag run ablations):
@@ -45,38 +47,25 @@ def reference_returns(task, expert, eval_episodes, eval_seed):
 
 
 def parse_method(method):
-    """'MIFQ' (online, the config's defaults), 'MIFQ:offline' (offline=True) or 'BC' -> (algo, overrides)."""
+    """'MIFQ' (online, the config's defaults), 'MIFQ:offline' (offline=True) or 'BC' (offline by construction)
+    -> (algo, overrides)."""
     algo, _, mode = method.partition(":")
     if mode not in ("", "offline"):
         raise SystemExit(f"unknown method {method!r}: use ALGO, ALGO:offline or BC")
     return algo, ({"offline": True} if mode == "offline" else {})
 
 
-def run_bc(task, seed, demos, args):
-    """Behaviour cloning (benchmarks/bc_reference.py) on the same demonstrations and evaluation seeds."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import bc_reference
-
-    bc_args = argparse.Namespace(demos=demos, updates=args.bc_updates, lr=1e-3, eval_episodes=args.eval_episodes,
-                                 eval_seed=args.eval_seed)
-    r = bc_reference.run_one(task, seed, bc_args)
-    return {"return": r["return"], "win_rate": r.get("win_rate"), "curve": [], "wall_s": r["wall_s"]}
-
-
 def run_one(task, method, seed, demos, args):
     algo_name, overrides = parse_method(method)
-    if algo_name == "BC":
-        return run_bc(task, seed, demos, args)
-    from rllib_mil.algorithms.registry import get_algorithm
+    from rllib_mil.algorithms.registry import INVERSE_Q, get_algorithm
     from rllib_mil.envs import make_team_env
     from rllib_mil.evaluation import ModulePolicy, run_episodes
 
     _, config_cls = get_algorithm(algo_name)
-    config = (
-        config_cls()
-        .environment(task)
-        .training(
-            expert_data={"expert": args.expert, "episodes": demos, "seed": 0},
+    expert_data = {"expert": args.expert, "episodes": demos, "seed": 0}
+    if algo_name in INVERSE_Q:
+        training = dict(
+            expert_data=expert_data,
             lr=args.lr,
             gamma=args.gamma,
             # Unset options keep MIFQConfig's defaults.
@@ -86,6 +75,13 @@ def run_one(task, method, seed, demos, args):
             train_batch_size_per_learner=args.replay_batch,
             num_steps_sampled_before_learning_starts=1000,
         )
+    else:  # BC: offline, --bc-updates updates of 128 expert rows spread over the run's iterations, lr --bc-lr
+        iters = -(-args.env_steps // 100) - 10
+        training = dict(expert_data=expert_data, lr=args.bc_lr, num_updates_per_iteration=-(-args.bc_updates // iters))
+    config = (
+        config_cls()
+        .environment(task)
+        .training(**training)
         .training(**json.loads(args.config))
         .training(**overrides)
         .env_runners(num_env_runners=0, num_envs_per_env_runner=4, rollout_fragment_length=25)
@@ -113,8 +109,8 @@ def run_one(task, method, seed, demos, args):
             break
     final = run_episodes(env, ModulePolicy(algo.get_module()), args.eval_episodes, args.eval_seed)
     algo.stop()
-    settings = {k: getattr(config, k) for k in ("alpha", "gamma", "value_rows", "chi2_replay", "offline")}
-    settings["replay_capacity"] = config.replay_buffer_config.get("capacity")
+    settings = {k: getattr(config, k, None) for k in ("alpha", "gamma", "value_rows", "chi2_replay", "offline")}
+    settings["replay_capacity"] = (getattr(config, "replay_buffer_config", None) or {}).get("capacity")
     return {"return": final["return_mean"], "win_rate": final.get("win_rate"), "curve": curve,
             "wall_s": time.time() - t0, "settings": settings}
 
@@ -126,7 +122,8 @@ def main(argv=None):
                    help="registered algorithm names (online, their defaults), NAME:offline, or BC")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--demos", type=int, nargs="+", default=[128], help="expert episodes (paper: 128 for MPE)")
-    p.add_argument("--bc-updates", type=int, default=10_000, help="updates of the BC method")
+    p.add_argument("--bc-updates", type=int, default=10_000, help="updates of BC (the registered algorithm)")
+    p.add_argument("--bc-lr", type=float, default=1e-3, help="learning rate of BC")
     p.add_argument("--expert", default="scripted",
                    help="demonstrator: 'scripted' or a checkpoint trained on the task (e.g. a MAPPO expert from "
                         "benchmarks/mappo_experts.py); its greedy return is R_expert. Use with a single --tasks.")

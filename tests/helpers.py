@@ -47,3 +47,16 @@ def nan_loss(loss_fn):
         return loss * float("nan"), terms
 
     return wrapped
+
+
+def rollout_steps(env, policy, seed: int = 0):
+    """One episode of ``policy(obs) -> actions`` from ``env.reset(seed=seed)``: ``(reset info, steps)`` with one
+    ``(obs, reward, terminated, truncated, info, next_obs)`` per step."""
+    obs, reset_info = env.reset(seed=seed)
+    steps = []
+    while True:
+        nxt, r, term, trunc, info = env.step(policy(obs))
+        steps.append((obs, r, term, trunc, info, nxt))
+        obs = nxt
+        if term or trunc:
+            return reset_info, steps

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from rllib_mil.envs import ACTION_MASK, INFO_BATTLE_WON, OBS, make_team_env
+from helpers import rollout_steps
 from rllib_mil.envs.smacv2 import INFO_SC2_BUILD, INFO_SC2_RESTART, NO_OP_ACTION, SMACV2_ENV_IDS, backend_kwargs
 
 FAKE = "smacv2_fake:FakeSMACv2"
@@ -22,14 +23,7 @@ def attack_first_enemy_available(obs):
 
 
 def run(env, policy):
-    obs, info = env.reset(seed=0)
-    steps = []
-    while True:
-        nxt, r, term, trunc, step_info = env.step(policy(obs))
-        steps.append((obs, r, term, trunc, step_info, nxt))
-        obs = nxt
-        if term or trunc:
-            return info, steps
+    return rollout_steps(env, policy, seed=0)
 
 
 def test_six_paper_tasks_and_their_capability_configs():

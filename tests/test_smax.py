@@ -7,17 +7,11 @@ import pytest
 from rllib_mil.data.experts import episode_outcomes, make_expert
 from rllib_mil.envs import ACTION_MASK, INFO_BATTLE_WON, OBS, STATE, make_team_env
 from rllib_mil.envs.smax import FIRST_ATTACK_ACTION, OWN_FEATURES, STOP_ACTION, UNIT_FEATURES
+from helpers import rollout_steps
 
 
 def run(env, policy, seed=0):
-    obs, _ = env.reset(seed=seed)
-    steps = []
-    while True:
-        nxt, r, term, trunc, info = env.step(policy(obs))
-        steps.append((obs, r, term, trunc, info, nxt))
-        obs = nxt
-        if term or trunc:
-            return steps
+    return rollout_steps(env, policy, seed)[1]
 
 
 def test_dims_and_action_layout():

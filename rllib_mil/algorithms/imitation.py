@@ -8,6 +8,8 @@ expert-only updates.
   the env (run on the driver first, so a mismatch fails before any remote learner starts).
 * ``ExpertDataLearner``: a learner mixin that loads the demonstrations into an ``ExpertBuffer`` on its device and
   draws transitions or whole episodes from it with its own seeded generator.
+* ``ImitationAlgorithm``: resolves the demonstrations on the driver first; offline runs get no replay buffer and
+  train by ``_offline_training_step``.
 * ``expert_only_updates(algo, n_updates, first_update)``: learner updates that use expert rows alone (offline
   mode), each marked by a one-row batch, followed by the weight sync to the env runners.
 """
@@ -15,6 +17,7 @@ from typing import Any, Dict, Optional, Union
 
 import numpy as np
 import torch
+from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
@@ -61,6 +64,17 @@ class ImitationConfig(AlgorithmConfig):
         self.offline = False
         # Learner updates per training iteration.
         self.num_updates_per_iteration = 32
+
+        # Overrides of AlgorithmConfig defaults every imitation algorithm wants: clipped gradients, greedy
+        # evaluation, the team metrics (win rate), and no minimum of env steps or time per iteration.
+        self.grad_clip = 10.0
+        self.grad_clip_by = "global_norm"
+        self.evaluation(evaluation_config=AlgorithmConfig.overrides(explore=False))
+        from rllib_mil.callbacks import TeamMetricsCallback
+
+        self.callbacks(TeamMetricsCallback)
+        self.min_sample_timesteps_per_iteration = 0
+        self.min_time_s_per_iteration = None
 
     @override(AlgorithmConfig)
     def training(
@@ -125,6 +139,33 @@ class ImitationConfig(AlgorithmConfig):
             "use_gru": self.use_gru,
             "gru_hidden": self.gru_hidden,
         }
+
+
+class ImitationAlgorithm(Algorithm):
+    """Base of the imitation algorithms: the demonstrations are resolved and validated on the driver before
+    anything else starts, offline runs get no replay buffer, and ``_n_offline_updates`` counts expert-only
+    updates (their target-network schedule)."""
+
+    @override(Algorithm)
+    def setup(self, config: AlgorithmConfig) -> None:
+        # Generate once and cache, and validate against the env, here: a mismatch then fails with a clear message
+        # instead of inside a remote learner.
+        resolve_expert_data(config)
+        super().setup(config)
+        self._n_offline_updates = 0
+
+    @override(Algorithm)
+    def _create_local_replay_buffer_if_necessary(self, config):
+        # Offline: no replay buffer at all (nothing would fill it).
+        if config.get("offline"):
+            return None
+        return super()._create_local_replay_buffer_if_necessary(config)
+
+    def _offline_training_step(self) -> None:
+        # Expert rows only: the learner draws them from its on-device buffer.
+        n = self.config.num_updates_per_iteration
+        expert_only_updates(self, n, first_update=self._n_offline_updates)
+        self._n_offline_updates += n
 
 
 def resolve_expert_data(config) -> str:

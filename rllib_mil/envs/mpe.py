@@ -139,11 +139,3 @@ class MPETeamEnv(TeamEnv):
         # this process; nothing is rendered here, so dropping the reference frees everything.
         self._penv = None
         super().close()
-
-
-def make_mpe_creator(env_id: str) -> Callable[[dict | None], MPETeamEnv]:
-    def creator(env_config: dict | None = None) -> MPETeamEnv:
-        return MPETeamEnv(env_id, env_config)
-
-    creator.__name__ = f"make_{env_id.replace('/', '_')}"
-    return creator

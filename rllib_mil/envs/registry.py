@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Callable
 
 from rllib_mil.envs.base import TeamEnv
-from rllib_mil.envs.mpe import MPE_TASKS, make_mpe_creator
-from rllib_mil.envs.smacv2 import SMACV2_ENV_IDS, make_smacv2_creator
-from rllib_mil.envs.smax import SMAX_ENV_IDS, make_smax_creator
+from rllib_mil.envs.mpe import MPE_TASKS, MPETeamEnv
+from rllib_mil.envs.smacv2 import SMACV2_ENV_IDS, SMACv2TeamEnv
+from rllib_mil.envs.smax import SMAX_ENV_IDS, SMAXTeamEnv
 
 TeamEnvCreator = Callable[[dict | None], TeamEnv]
 
@@ -43,6 +43,16 @@ def make_team_env(env_id: str, env_config: dict | None = None) -> TeamEnv:
     return env
 
 
+def team_env_creator(env_cls: type, env_id: str) -> TeamEnvCreator:
+    """``creator(env_config) -> env_cls(env_id, env_config)``, for the wrappers whose constructor takes the id."""
+
+    def creator(env_config: dict | None = None) -> TeamEnv:
+        return env_cls(env_id, env_config)
+
+    creator.__name__ = f"make_{env_id.replace('/', '_')}"
+    return creator
+
+
 def _ray_creator(env_id: str) -> Callable:
     def create(cfg=None):
         return make_team_env(env_id, cfg)
@@ -62,11 +72,11 @@ def register_with_ray() -> list[str]:
 
 
 for _env_id in MPE_TASKS:
-    register_team_env(_env_id, make_mpe_creator(_env_id))
+    register_team_env(_env_id, team_env_creator(MPETeamEnv, _env_id))
 # SMAX ids are always registered; their creator imports JaxMARL (the `smax` extra) and says how to install it.
 for _env_id in SMAX_ENV_IDS:
-    register_team_env(_env_id, make_smax_creator(_env_id))
+    register_team_env(_env_id, team_env_creator(SMAXTeamEnv, _env_id))
 # SMACv2 ids: their creator fails at once without StarCraft II, naming SC2PATH and the SMAX stand-in.
 for _env_id in SMACV2_ENV_IDS:
-    register_team_env(_env_id, make_smacv2_creator(_env_id))
+    register_team_env(_env_id, team_env_creator(SMACv2TeamEnv, _env_id))
 del _env_id

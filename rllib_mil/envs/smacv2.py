@@ -327,11 +327,3 @@ class SMACv2TeamEnv(TeamEnv):
             self._watchdog.kill()
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
-
-
-def make_smacv2_creator(env_id: str) -> Callable[[dict | None], SMACv2TeamEnv]:
-    def creator(env_config: dict | None = None) -> SMACv2TeamEnv:
-        return SMACv2TeamEnv(env_id, env_config)
-
-    creator.__name__ = f"make_{env_id.replace('/', '_')}"
-    return creator

@@ -262,11 +262,3 @@ class SMAXTeamEnv(TeamEnv):
     def close(self) -> None:
         self._state = None
         super().close()
-
-
-def make_smax_creator(env_id: str) -> Callable[[dict | None], SMAXTeamEnv]:
-    def creator(env_config: dict | None = None) -> SMAXTeamEnv:
-        return SMAXTeamEnv(env_id, env_config)
-
-    creator.__name__ = f"make_{env_id.replace('/', '_')}"
-    return creator

@@ -15,7 +15,7 @@ from ray.rllib.core.learner import Learner
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.annotations import override
 
-from rllib_mil.algorithms.imitation import ImitationConfig, expert_only_updates, resolve_expert_data
+from rllib_mil.algorithms.imitation import ImitationAlgorithm, ImitationConfig
 
 
 class BCConfig(ImitationConfig):
@@ -37,14 +37,6 @@ class BCConfig(ImitationConfig):
         self.expert_batch_size = 128
         self.num_updates_per_iteration = 100
         self.num_env_runners = 0
-        self.grad_clip = 10.0
-        self.grad_clip_by = "global_norm"
-        self.evaluation(evaluation_config=AlgorithmConfig.overrides(explore=False))
-        from rllib_mil.callbacks import TeamMetricsCallback
-
-        self.callbacks(TeamMetricsCallback)
-        self.min_sample_timesteps_per_iteration = 0
-        self.min_time_s_per_iteration = None
 
     @override(ImitationConfig)
     def validate(self) -> None:
@@ -72,7 +64,7 @@ class BCConfig(ImitationConfig):
         return BCTorchLearner
 
 
-class BC(Algorithm):
+class BC(ImitationAlgorithm):
     """Behaviour cloning: expert-only learner updates, then the policy synced to the (evaluation) env runners."""
 
     @classmethod
@@ -81,18 +73,5 @@ class BC(Algorithm):
         return BCConfig()
 
     @override(Algorithm)
-    def setup(self, config: AlgorithmConfig) -> None:
-        # Resolve (generate once, cache) and validate the demonstrations on the driver first.
-        resolve_expert_data(config)
-        super().setup(config)
-        self._n_updates = 0
-
-    @override(Algorithm)
-    def _create_local_replay_buffer_if_necessary(self, config):
-        return None  # nothing is sampled for training
-
-    @override(Algorithm)
     def training_step(self) -> None:
-        n = self.config.num_updates_per_iteration
-        expert_only_updates(self, n, first_update=self._n_updates)
-        self._n_updates += n
+        self._offline_training_step()

@@ -36,12 +36,7 @@ from ray.rllib.utils.metrics import (
 )
 from typing_extensions import Self
 
-from rllib_mil.algorithms.imitation import (
-    ImitationConfig,
-    expert_only_updates,
-    resolve_expert_data,
-    sync_env_runner_weights,
-)
+from rllib_mil.algorithms.imitation import ImitationAlgorithm, ImitationConfig, sync_env_runner_weights
 from rllib_mil.modules.mixers import MIXERS
 
 logger = logging.getLogger(__name__)
@@ -137,20 +132,12 @@ class MIFQConfig(ImitationConfig):
         # __sphinx_doc_end__
         # fmt: on
 
-        # Overrides of AlgorithmConfig defaults.
+        # Overrides of AlgorithmConfig defaults (more in ImitationConfig).
         self.gamma = 0.99
         self.lr = 1e-4
-        self.grad_clip = 10.0
-        self.grad_clip_by = "global_norm"
         self.train_batch_size_per_learner = 128
         # Sample several steps per env runner round trip (the default "auto" means 1 for off-policy).
         self.rollout_fragment_length = 50
-        self.evaluation(evaluation_config=AlgorithmConfig.overrides(explore=False))
-        from rllib_mil.callbacks import TeamMetricsCallback
-
-        self.callbacks(TeamMetricsCallback)
-        self.min_sample_timesteps_per_iteration = 0
-        self.min_time_s_per_iteration = None
 
     @override(AlgorithmConfig)
     def training(
@@ -314,29 +301,13 @@ class IQVDNConfig(MIFQConfig):
         self.mixer = "vdn"
 
 
-class MIFQ(Algorithm):
+class MIFQ(ImitationAlgorithm):
     """MIFQ algorithm: sampling, replay and learner updates; the loss lives in ``mifq_learner.py``."""
 
     @classmethod
     @override(Algorithm)
     def get_default_config(cls) -> MIFQConfig:
         return MIFQConfig()
-
-    @override(Algorithm)
-    def setup(self, config: AlgorithmConfig) -> None:
-        # Resolve (generate once, cache) and validate the demonstrations on the driver first, so a mismatch
-        # fails here with a clear message instead of inside a remote learner.
-        resolve_expert_data(config)
-        super().setup(config)
-        # Offline updates: how many so far (the target-network schedule counts them), and the batch that marks one.
-        self._n_offline_updates = 0
-
-    @override(Algorithm)
-    def _create_local_replay_buffer_if_necessary(self, config):
-        # Offline: no replay buffer at all (nothing would fill it).
-        if config.get("offline"):
-            return None
-        return super()._create_local_replay_buffer_if_necessary(config)
 
     @override(Algorithm)
     def training_step(self) -> None:
@@ -399,14 +370,6 @@ class MIFQ(Algorithm):
         pick = self.local_replay_buffer.rng.integers(len(stored), size=n_episodes)
         seqs = pad_sequences([episode_arrays(stored[i]) for i in pick])
         return MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(seqs)}, int(seqs[SEQ_VALID].sum()))
-
-    def _offline_training_step(self) -> None:
-        # Expert rows only: the learner draws them from its on-device buffer; the target-network schedule counts
-        # these updates.
-        n = self.config.num_updates_per_iteration
-        expert_only_updates(self, n, first_update=self._n_offline_updates)
-        self._n_offline_updates += n
-
 
 class IIQ(MIFQ):
     @classmethod
