@@ -57,13 +57,14 @@ def parse_method(method):
 
 def run_one(task, method, seed, demos, args):
     algo_name, overrides = parse_method(method)
-    from rllib_mil.algorithms.registry import INVERSE_Q, get_algorithm
+    from rllib_mil.algorithms.mifq import MIFQConfig
+    from rllib_mil.algorithms.registry import get_algorithm
     from rllib_mil.envs import make_team_env
     from rllib_mil.evaluation import ModulePolicy, run_episodes
 
     _, config_cls = get_algorithm(algo_name)
     expert_data = {"expert": args.expert, "episodes": demos, "seed": 0}
-    if algo_name in INVERSE_Q:
+    if issubclass(config_cls, MIFQConfig):  # MIFQ, IIQ, IQVDN, MASQIL: MIFQ's machinery and settings
         training = dict(
             expert_data=expert_data,
             lr=args.lr,

@@ -1,7 +1,8 @@
-"""What every registered imitation algorithm (``registry.IMITATION``: MIFQ, IIQ, IQVDN, BC) must do, in-process:
-learn from demonstrations alone (offline) with the expert rows in the metrics, evaluate greedily, save a
-checkpoint that ``rllib evaluate`` runs, train recurrent agents on whole episodes, and refuse a config without
-demonstrations. BC's own behaviour follows at the end."""
+"""What every registered imitation algorithm (``registry.IMITATION``: MIFQ, IIQ, IQVDN, BC, MASQIL) must do,
+in-process: learn (from the demonstrations alone where the method can, ``offline_capable``; MASQIL needs its own
+rollouts) with the expert rows in the metrics, evaluate greedily, save a checkpoint that ``rllib evaluate`` runs,
+train recurrent agents on whole episodes, and refuse a config without demonstrations. BC's and MASQIL's own
+behaviour follows at the end."""
 import math
 
 import pytest
@@ -18,15 +19,20 @@ DEMOS = {"expert": "scripted", "episodes": 4, "seed": 0}
 
 
 def offline_config(name, env="mpe/simple_speaker_listener", **training):
+    """Offline where the algorithm can learn from the demonstrations alone, else online with learning from the
+    2nd iteration (25 env steps per iteration)."""
     _, config_cls = IMITATION[name]
+    mode = {"offline": True} if config_cls.offline_capable else {
+        "num_steps_sampled_before_learning_starts": 25, "train_batch_size_per_learner": 32}
     return (
         config_cls()
         .environment(env)
-        .training(**{"expert_data": DEMOS, "offline": True, "expert_batch_size": 32, "num_updates_per_iteration": 5,
+        .training(**{"expert_data": DEMOS, "expert_batch_size": 32, "num_updates_per_iteration": 5, **mode,
                      **training})
-        .env_runners(num_env_runners=0)
+        .env_runners(num_env_runners=0, rollout_fragment_length=25)
         .evaluation(evaluation_interval=1, evaluation_duration=2, evaluation_duration_unit="episodes")
         .fault_tolerance(restart_failed_env_runners=False)
+        .debugging(seed=0)
     )
 
 
@@ -35,8 +41,9 @@ def test_learns_offline_evaluates_and_checkpoints(name, build, tmp_path):
     algo = build(offline_config(name))
     results = [algo.train() for _ in range(2)]
     last = results[-1]
-    assert last.get("num_env_steps_sampled_lifetime", 0) == 0  # nothing sampled for training
-    assert algo.local_replay_buffer is None
+    if algo.config.offline:
+        assert last.get("num_env_steps_sampled_lifetime", 0) == 0  # nothing sampled for training
+        assert algo.local_replay_buffer is None
     stats = last["learners"][MODULE_ID]
     assert float(stats["expert_rows"]) == 32 and math.isfinite(float(stats["loss"]))
     assert math.isfinite(last["evaluation"]["env_runners"]["episode_return_mean"])
@@ -53,8 +60,9 @@ def test_learns_offline_evaluates_and_checkpoints(name, build, tmp_path):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_recurrent_agents_offline_on_smax(name, build):
-    algo = build(offline_config(name, env="smax/3m", use_gru=True, hidden=[32], gru_hidden=16, expert_batch_size=2))
-    result = algo.train()
+    algo = build(offline_config(name, env="smax/3m", use_gru=True, hidden=[32], gru_hidden=16, expert_batch_size=2,
+                                train_batch_size_per_learner=2))
+    result = [algo.train() for _ in range(2)][-1]
     stats = result["learners"][MODULE_ID]
     assert float(stats["expert_rows"]) >= 2 * 3  # the real steps of 2 whole episodes
     assert 0.0 <= result["evaluation"]["env_runners"]["win_rate"] <= 1.0
@@ -85,3 +93,38 @@ def test_bc_is_offline_only_and_asks_for_one_cpu():
     assert sum(b.get("CPU", 0) for b in bundles) == 1  # the learner / driver alone: no env-runner CPUs
     with pytest.raises(ValueError, match="`offline` must be True"):
         BCConfig().environment("mpe/simple_spread").training(expert_data=DEMOS, offline=False).validate()
+
+
+# ------------------------------------------------------------------------------------------------ MASQIL
+def test_masqil_rewards_expert_rows_and_refuses_offline(build):
+    algo = build(offline_config("MASQIL", env="mpe/simple_spread", num_updates_per_iteration=50))
+    for _ in range(6):
+        stats = algo.train()["learners"][MODULE_ID]
+    assert float(stats["expert_rows"]) == 32 and float(stats["replay_rows"]) == 32  # balanced batches
+    # reward 1 on expert rows, 0 on replay rows: the mixed Q of expert transitions pulls ahead
+    assert float(stats["q_tot_expert"]) > float(stats["q_tot_replay"]) + 0.1, stats
+    module = algo.learner_group._learner.module[MODULE_ID].unwrapped()
+    assert len(module.get_target_network_pairs()) == 2  # target Q net and target mixer
+    for bad, match in (({"offline": True}, "cannot run offline"), ({"value_rows": "expert"}, "does not use"),
+                       ({"mixer": "none"}, "mixer")):
+        with pytest.raises(ValueError, match=match):
+            offline_config("MASQIL").training(**bad).validate()
+
+
+def test_soft_td_loss_by_hand():
+    import torch
+
+    from rllib_mil.algorithms.masqil.masqil_loss import soft_td_loss
+
+    q_tot = torch.tensor([1.0, 0.5, -0.2], requires_grad=True)
+    v_next = torch.tensor([2.0, 1.0, 3.0])
+    reward = torch.tensor([1.0, 0.0, 0.0])
+    done = torch.tensor([0.0, 1.0, 0.0])
+    loss, terms = soft_td_loss(q_tot, v_next, reward, done, gamma=0.5)
+    target = [1 + 0.5 * 2.0, 0.0, 0.5 * 3.0]
+    expected = sum((q - t) ** 2 for q, t in zip([1.0, 0.5, -0.2], target)) / 3
+    assert float(loss) == pytest.approx(expected)
+    loss.backward()
+    assert torch.allclose(q_tot.grad, 2 * (q_tot.detach() - torch.tensor(target)) / 3)
+    with pytest.raises(ValueError, match="shape"):
+        soft_td_loss(q_tot, v_next[:2], reward, done, 0.5)

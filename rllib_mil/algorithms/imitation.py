@@ -43,6 +43,9 @@ EXPERT_ONLY = "expert_only"
 class ImitationConfig(AlgorithmConfig):
     """Settings every imitation algorithm shares; subclasses add their own and call ``super().training``."""
 
+    # Whether the algorithm can learn from the demonstrations alone (`offline=True`); SQIL-style methods cannot.
+    offline_capable = True
+
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class)
         # Demonstrations: a Parquet path (see rllib_mil/data), or a dict asking for them to be generated once and

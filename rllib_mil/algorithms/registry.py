@@ -14,6 +14,7 @@ from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 
 from rllib_mil.algorithms.bc.bc import BC, BCConfig
 from rllib_mil.algorithms.mappo.mappo import MAPPO, MAPPOConfig
+from rllib_mil.algorithms.masqil.masqil import MASQIL, MASQILConfig
 from rllib_mil.algorithms.mifq.mifq import IIQ, IQVDN, MIFQ, IIQConfig, IQVDNConfig, MIFQConfig
 
 Entry = Tuple[Type[Algorithm], Type[AlgorithmConfig]]
@@ -26,6 +27,7 @@ INVERSE_Q: Dict[str, Entry] = {
 IMITATION: Dict[str, Entry] = {
     **INVERSE_Q,
     "BC": (BC, BCConfig),
+    "MASQIL": (MASQIL, MASQILConfig),
 }
 RL: Dict[str, Entry] = {
     "MAPPO": (MAPPO, MAPPOConfig),

@@ -1,0 +1,3 @@
+from rllib_mil.algorithms.masqil.masqil import MASQIL, MASQILConfig
+
+__all__ = ["MASQIL", "MASQILConfig"]
