@@ -54,8 +54,14 @@ def _score_table(rows: List[dict]) -> List[str]:
                 continue
             sc = np.array([r["score"] for r in rs])
             ret = np.array([r["return"] for r in rs])
-            cells.append(f"{sc.mean():.2f} ± {sc.std():.2f} ({ret.mean():.1f}; n={len(rs)})")
-        lines.append(f"| {t} | {ref['expert_return']:.1f} | {ref['random_return']:.1f} | " + " | ".join(cells) + " |")
+            won = [r["win_rate"] for r in rs if r.get("win_rate") is not None]
+            # Games with a win (SMAX, SMACv2): the greedy win rate too, mean ± std over seeds.
+            win = f"; win {np.mean(won):.2f} ± {np.std(won):.2f}" if won else ""
+            cells.append(f"{sc.mean():.2f} ± {sc.std():.2f} ({ret.mean():.1f}{win}; n={len(rs)})")
+        expert = f"{ref['expert_return']:.1f}"
+        if ref.get("expert_win_rate") is not None:
+            expert += f" (win {ref['expert_win_rate']:.2f})"
+        lines.append(f"| {t} | {expert} | {ref['random_return']:.1f} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -26,3 +26,15 @@ def test_benchmark_report_per_demo_count(tmp_path):
         assert (tmp_path / "docs" / png).stat().st_size > 0, png
     md = (tmp_path / "docs" / "bench_results.md").read_text()
     assert "bench_demos.png" in md and "bench_q.png" in md
+
+
+def test_benchmark_report_shows_win_rates(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    rows = []
+    for s, w in ((0, 0.5), (1, 0.7)):
+        r = _row("smax/smacv2_5_units", "MIFQ", 128, s, 0.8)
+        r.update(win_rate=w, expert_win_rate=0.68)
+        rows.append(r)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = benchmark_report(str(path), str(tmp_path / "docs"), name="smax", title="t")
+    assert "0.80 ± 0.00 (-10.5; win 0.60 ± 0.10; n=2)" in table and "-7.0 (win 0.68)" in table
