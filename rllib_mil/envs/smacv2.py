@@ -33,6 +33,7 @@ contract fake the tests pass there.
 """
 from __future__ import annotations
 
+import copy
 import importlib
 import numbers
 import os
@@ -234,7 +235,8 @@ class SMACv2TeamEnv(TeamEnv):
         if config["backend"] == DEFAULT_BACKEND:
             check_starcraft_installed(env_id, kwargs["map_name"])
         # Spaces from the backend's env_info: building a smacv2 env does not launch StarCraft II.
-        probe = load_backend(config["backend"])(**kwargs)
+        # (a deep copy: smacv2's wrapper writes into the capability config it is given)
+        probe = load_backend(config["backend"])(**copy.deepcopy(kwargs))
         try:
             info = probe.get_env_info()
         finally:
