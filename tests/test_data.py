@@ -364,3 +364,20 @@ def test_nested_subsets_for_size_sweeps(tmp_path):
         assert sub.metadata[S.META_SEED] == 3
     with pytest.raises(ValueError, match="1..5"):
         write_subsets(full, [6])
+
+
+def test_data_layer_imports_nothing_above_it():
+    """rllib_mil.data imports only envs' contract and itself (checkpoint experts come through a hook that the
+    package sets), never evaluation or the algorithms: no import circle through the data layer."""
+    import ast
+    import pathlib
+
+    import rllib_mil.data
+
+    for path in pathlib.Path(rllib_mil.data.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                for name in names:
+                    if name.startswith("rllib_mil"):
+                        assert name.startswith(("rllib_mil.data", "rllib_mil.envs")), f"{path.name} imports {name}"

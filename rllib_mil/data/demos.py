@@ -22,7 +22,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rllib_mil.data import schema as S
-from rllib_mil.data.experts import EXPERT_NAMES, Expert, episode_rng, make_expert, play_episode
+from rllib_mil.data.experts import (EXPERT_NAMES, Expert, episode_rng, load_checkpoint_expert, make_expert,
+                                    play_episode)
 from rllib_mil.envs.contract import ACTION_MASK, INFO_AGENT_REWARDS, OBS, STATE
 
 CACHE_ENV_VAR = "RLLIB_MIL_CACHE"
@@ -150,9 +151,7 @@ def resolve_expert(expert, env, stochastic: bool = False) -> tuple[Expert, str]:
             raise ValueError(f"stochastic expert actions apply to checkpoint experts, not to {str(expert)!r}")
         return make_expert(str(expert), env), str(expert)
     if isinstance(expert, (str, os.PathLike)):
-        from rllib_mil.evaluation import expert_from_arg
-
-        actor = expert_from_arg(str(expert), env.env_id, env.env_config, stochastic=stochastic)
+        actor = load_checkpoint_expert(str(expert), env.env_id, env.env_config, stochastic=stochastic)
         return actor, actor.name
     if isinstance(expert, Expert) or callable(getattr(expert, "act", None)):
         return expert, str(getattr(expert, "name", type(expert).__name__))

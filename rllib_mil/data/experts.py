@@ -291,6 +291,24 @@ def _scripted(env) -> Expert:
     )
 
 
+# Loader of checkpoint experts (``rllib_mil.evaluation.expert_from_arg``), set when the package is imported, so that
+# this data layer never imports the algorithm layers above it.
+_checkpoint_loader = None
+
+
+def set_checkpoint_loader(loader) -> None:
+    """``loader(path, env_id, env_config, stochastic=...) -> Expert`` for checkpoint experts (set by rllib_mil)."""
+    global _checkpoint_loader
+    _checkpoint_loader = loader
+
+
+def load_checkpoint_expert(path: str, env_id: str, env_config: dict | None, stochastic: bool = False) -> Expert:
+    """A trained checkpoint as an :class:`Expert`, checked against ``env_id`` (see ``set_checkpoint_loader``)."""
+    if _checkpoint_loader is None:
+        raise RuntimeError("checkpoint experts need the algorithms: `import rllib_mil` first (it sets the loader)")
+    return _checkpoint_loader(path, env_id, env_config, stochastic=stochastic)
+
+
 SCRIPTED_ENVS = ("mpe/simple_reference", "mpe/simple_speaker_listener", "mpe/simple_spread")
 EXPERT_NAMES = ("scripted", "random")
 
