@@ -42,17 +42,21 @@ class MaskedMultiDiscrete(spaces.MultiDiscrete):
         self.current_mask = None
 
     def set_current_mask(self, mask: np.ndarray | None) -> None:
-        """Availability of the latest observation (``nvec.shape + (max_n,)``), None = the static mask only."""
-        if mask is not None:
-            mask = self.static_mask & (np.asarray(mask) > 0)
-            if not mask.any(axis=-1).all():
-                mask = None  # malformed (an agent with no action): fall back to the static mask
+        """Availability of the latest observation (``nvec.shape + (max_n,)``), None = the static mask only.
+        Called on every env step, so it only keeps the reference; ``sample`` does the work."""
         self.current_mask = mask
+
+    def _sampling_mask(self) -> np.ndarray:
+        if self.current_mask is None:
+            return self.static_mask
+        mask = self.static_mask & (np.asarray(self.current_mask) > 0)
+        # malformed (an agent with no action): fall back to the static mask
+        return mask if mask.any(axis=-1).all() else self.static_mask
 
     def sample(self, mask=None, probability=None):
         if mask is not None or probability is not None:
             return super().sample(mask=mask, probability=probability)
-        p = (self.static_mask if self.current_mask is None else self.current_mask).astype(np.float64)
+        p = self._sampling_mask().astype(np.float64)
         cdf = np.cumsum(p / p.sum(axis=-1, keepdims=True), axis=-1)
         u = self.np_random.random(self.nvec.shape + (1,))
         idx = (cdf < u).sum(axis=-1)

@@ -19,8 +19,7 @@ class MASQILTorchLearner(MIFQTorchLearner):
         self, *, module_id: ModuleID, config, batch: Dict[str, Any], fwd_out: Dict[str, TensorType]
     ) -> TensorType:
         module = self.module[module_id].unwrapped()
-        gather_rows = self._sequence_rows if config.use_gru else self._transition_rows
-        rows = gather_rows(module, config, batch, online_next=False)
+        rows = self.loss_rows(module, config, batch, online_next=False)
         q_taken = rows.q.gather(-1, rows.actions.unsqueeze(-1)).squeeze(-1)  # (B, n, 1) -> (B, n)
         q_tot = module.v_mixer(q_taken, rows.state)  # (B, n) -> (B,)
         with torch.no_grad():

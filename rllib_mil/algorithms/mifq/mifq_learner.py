@@ -57,9 +57,8 @@ class MIFQTorchLearner(ExpertDataLearner, DQNLearner, TorchLearner):
         self, *, module_id: ModuleID, config, batch: Dict[str, Any], fwd_out: Dict[str, TensorType]
     ) -> TensorType:
         module = self.module[module_id].unwrapped()
-        # Rows [0, n_e) are expert, [n_e, n_e + n_r) replay, from transitions or from whole-episode sequences.
-        gather_rows = self._sequence_rows if config.use_gru else self._transition_rows
-        rows = gather_rows(module, config, batch, online_next=config.value_next == "online" and config.use_target_network)
+        rows = self.loss_rows(module, config, batch,
+                              online_next=config.value_next == "online" and config.use_target_network)
         q, mask, n_e, n_r = rows.q, rows.mask, rows.n_e, rows.n_r
         actions, done, state, state_next = rows.actions, rows.done, rows.state, rows.state_next
         q_taken = q.gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # (B, n, 1) -> (B, n)
@@ -118,6 +117,12 @@ class MIFQTorchLearner(ExpertDataLearner, DQNLearner, TorchLearner):
             }
         self.metrics.log_dict(metrics, key=module_id, window=1)
         return loss
+
+    def loss_rows(self, module, config, batch, online_next: bool) -> "LossRows":
+        """Rows [0, n_e) expert, [n_e, n_e + n_r) replay: transitions, or the real steps of whole episodes with
+        ``use_gru``."""
+        gather = self._sequence_rows if config.use_gru else self._transition_rows
+        return gather(module, config, batch, online_next)
 
     def _transition_rows(self, module, config, batch, online_next: bool) -> "LossRows":
         """Expert transitions (on-device buffer) joined with the replay transitions of ``batch``; ``online_next``
