@@ -57,6 +57,8 @@ def parse_method(method):
 
 def run_one(task, method, seed, demos, args):
     algo_name, overrides = parse_method(method)
+    from ray.rllib.algorithms.ppo import PPOConfig
+
     from rllib_mil.algorithms.mifq import MIFQConfig
     from rllib_mil.algorithms.registry import get_algorithm
     from rllib_mil.envs import make_team_env
@@ -76,6 +78,8 @@ def run_one(task, method, seed, demos, args):
             train_batch_size_per_learner=args.replay_batch,
             num_steps_sampled_before_learning_starts=1000,
         )
+    elif issubclass(config_cls, PPOConfig):  # MAGAIL: MAPPO's defaults (its MPE settings) on its own budget
+        training = dict(expert_data=expert_data)
     else:  # BC: offline, --bc-updates updates of 128 expert rows spread over the run's iterations, lr --bc-lr
         iters = -(-args.env_steps // 100) - 10
         training = dict(expert_data=expert_data, lr=args.bc_lr, num_updates_per_iteration=-(-args.bc_updates // iters))
@@ -88,9 +92,13 @@ def run_one(task, method, seed, demos, args):
         .env_runners(num_env_runners=0, num_envs_per_env_runner=4, rollout_fragment_length=25)
         .debugging(seed=seed)
     )
+    on_policy = isinstance(config, PPOConfig)
+    budget = args.adversarial_env_steps if on_policy else args.env_steps
+    # Learning-curve points every eval_every * 100 env steps (MIFQ-style runs: every eval_every iterations).
+    eval_steps = args.eval_every * 100
     algo = config.build_algo()
     env = make_team_env(task, {})
-    curve, t0 = [], time.time()
+    curve, t0, next_eval = [], time.time(), 0
     offline = bool(config.offline)
     # Offline runs get the online run's number of updates (no warm-up); their curve's x is that run's env steps.
     steps_per_iter = 4 * 25
@@ -101,19 +109,21 @@ def run_one(task, method, seed, demos, args):
             steps = (res["training_iteration"] + warmup_iters) * steps_per_iter
         else:
             steps = res["num_env_steps_sampled_lifetime"]
-        if res["training_iteration"] % args.eval_every == 0 or steps >= args.env_steps:
+        if steps >= next_eval or steps >= budget:
+            next_eval = (steps // eval_steps + 1) * eval_steps
             ev = run_episodes(env, ModulePolicy(algo.get_module()), args.curve_episodes, 10_000)["return_mean"]
             stats = res.get("learners", {}).get("default_policy", {})
             curve.append((int(steps), ev, float(stats.get("q_abs_max", float("nan")))))
             print(f"  {task} {algo_name} seed={seed} steps={steps} eval_return={ev:.2f} q_abs_max={curve[-1][2]:.1f} ({time.time()-t0:.0f}s)", flush=True)
-        if steps >= args.env_steps:
+        if steps >= budget:
             break
     final = run_episodes(env, ModulePolicy(algo.get_module()), args.eval_episodes, args.eval_seed)
     algo.stop()
     settings = {k: getattr(config, k, None) for k in ("alpha", "gamma", "value_rows", "chi2_replay", "offline")}
     settings["replay_capacity"] = (getattr(config, "replay_buffer_config", None) or {}).get("capacity")
     return {"return": final["return_mean"], "win_rate": final.get("win_rate"), "curve": curve,
-            "wall_s": time.time() - t0, "settings": settings}
+            "wall_s": time.time() - t0, "settings": settings, "env_steps": int(steps)}
+
 
 
 def main(argv=None):
@@ -129,6 +139,8 @@ def main(argv=None):
                    help="demonstrator: 'scripted' or a checkpoint trained on the task (e.g. a MAPPO expert from "
                         "benchmarks/mappo_experts.py); its greedy return is R_expert. Use with a single --tasks.")
     p.add_argument("--env-steps", type=int, default=8_000, help="env-step budget per run")
+    p.add_argument("--adversarial-env-steps", type=int, default=100_000,
+                   help="env-step budget of on-policy adversarial methods (MAGAIL: MAPPO's 2000-step batches)")
     p.add_argument("--updates-per-iteration", type=int, default=50, help="learner updates per 100 env steps")
     p.add_argument("--replay-batch", type=int, default=64, help="replay rows per update (expert rows: 128)")
     p.add_argument("--lr", type=float, default=5e-4)
@@ -143,7 +155,8 @@ def main(argv=None):
                    help="one mixer for R and V (MIFQ default) or two as in the paper; unset = MIFQConfig's default")
     p.add_argument("--config", default="{}", help="JSON dict of further MIFQConfig.training() settings")
     p.add_argument("--tag", default="", help="label stored in each row (for ablation tables)")
-    p.add_argument("--eval-every", type=int, default=10, help="iterations between learning-curve points")
+    p.add_argument("--eval-every", type=int, default=10,
+                   help="learning-curve points every this many x 100 env steps (MIFQ-style runs: iterations)")
     p.add_argument("--curve-episodes", type=int, default=10)
     p.add_argument("--eval-episodes", type=int, default=50)
     p.add_argument("--eval-seed", type=int, default=100_000)
@@ -189,7 +202,7 @@ def main(argv=None):
             "expert_return": r_exp, "random_return": r_rand,
             "score": (r["return"] - r_rand) / (r_exp - r_rand),
             "win_rate": r.get("win_rate"), "expert_win_rate": refs[task]["expert_win_rate"],
-            "env_steps": args.env_steps, "demos": demos, "expert": args.expert, "lr": args.lr, **r.get("settings", {}),
+            "env_steps": r.get("env_steps", args.env_steps), "demos": demos, "expert": args.expert, "lr": args.lr, **r.get("settings", {}),
             "mixer_shared": args.mixer_shared,
             "updates_per_iteration": args.updates_per_iteration, "replay_batch": args.replay_batch, "eval_episodes": args.eval_episodes,
             "wall_s": r["wall_s"], "curve": r["curve"], "config": json.loads(args.config), "tag": args.tag,

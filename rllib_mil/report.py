@@ -15,7 +15,8 @@ from typing import Dict, List
 import numpy as np
 
 TASK_ORDER = ["mpe/simple_spread", "mpe/simple_reference", "mpe/simple_speaker_listener"]
-ALGO_ORDER = ["MIFQ", "IIQ", "IQVDN", "MAPPO"]
+# The paper's order (Table 1): baselines first, MIFQ last; then the ablations and the RL expert.
+ALGO_ORDER = ["BC", "IIQ", "IQVDN", "MASQIL", "MAGAIL", "MIFQ", "MIFQ:offline", "MAPPO"]
 RETURN_COLUMNS = ("env_runners/episode_return_mean", "evaluation/env_runners/episode_return_mean")
 
 
@@ -32,36 +33,59 @@ def _plt():
     return plt
 
 
+def _cell(rs: List[dict]) -> str:
+    """mean ± std of the score over seeds (mean raw return; win rate where the game reports one; seed count)."""
+    if not rs:
+        return "-"
+    sc = np.array([r["score"] for r in rs])
+    ret = np.array([r["return"] for r in rs])
+    won = [r["win_rate"] for r in rs if r.get("win_rate") is not None]
+    # Games with a win (SMAX, SMACv2): the greedy win rate too, mean ± std over seeds.
+    win = f"; win {np.mean(won):.2f} ± {np.std(won):.2f}" if won else ""
+    return f"{sc.mean():.2f} ± {sc.std():.2f} ({ret.mean():.1f}{win}; n={len(rs)})"
+
+
+def _reference(rows: List[dict], task: str, kind: str) -> str:
+    """The expert's or random play's raw return on a task (and win rate), as measured beside the methods."""
+    ref = next(r for r in rows if r["task"] == task)
+    text = f"{ref[f'{kind}_return']:.1f}"
+    if ref.get(f"{kind}_win_rate") is not None:
+        text += f" (win {ref[f'{kind}_win_rate']:.2f})"
+    return text
+
+
 def _score_table(rows: List[dict]) -> List[str]:
-    """Markdown rows: tasks x algorithms, mean ± std of the score over seeds (mean return, seed count)."""
+    """Markdown rows in the paper's layout (Table 1): methods as rows, tasks as columns; the expert first and
+    random play last (raw return, win rate where there is one), each method's cell as in ``_cell``."""
     by: Dict[tuple, List[dict]] = defaultdict(list)
     for r in rows:
         by[(r["task"], r["algo"])].append(r)
     tasks = _ordered([r["task"] for r in rows], TASK_ORDER)
     algos = _ordered([r["algo"] for r in rows], ALGO_ORDER)
     lines = [
-        f"| task | {rows[0].get('expert_label', 'expert')} | random | "
-        + " | ".join(f"{a} score (return)" for a in algos) + " |",
-        "|---|---|---|" + "---|" * len(algos),
+        "| method | " + " | ".join(tasks) + " |",
+        "|---|" + "---|" * len(tasks),
+        f"| {rows[0].get('expert_label', 'expert')} (return) | "
+        + " | ".join(_reference(rows, t, "expert") for t in tasks) + " |",
     ]
-    for t in tasks:
-        ref = next(r for r in rows if r["task"] == t)
-        cells = []
-        for a in algos:
-            rs = by.get((t, a), [])
-            if not rs:
-                cells.append("-")
-                continue
-            sc = np.array([r["score"] for r in rs])
-            ret = np.array([r["return"] for r in rs])
-            won = [r["win_rate"] for r in rs if r.get("win_rate") is not None]
-            # Games with a win (SMAX, SMACv2): the greedy win rate too, mean ± std over seeds.
-            win = f"; win {np.mean(won):.2f} ± {np.std(won):.2f}" if won else ""
-            cells.append(f"{sc.mean():.2f} ± {sc.std():.2f} ({ret.mean():.1f}{win}; n={len(rs)})")
-        expert = f"{ref['expert_return']:.1f}"
-        if ref.get("expert_win_rate") is not None:
-            expert += f" (win {ref['expert_win_rate']:.2f})"
-        lines.append(f"| {t} | {expert} | {ref['random_return']:.1f} | " + " | ".join(cells) + " |")
+    lines += [f"| {a} | " + " | ".join(_cell(by.get((t, a), [])) for t in tasks) + " |" for a in algos]
+    lines.append("| random (return) | " + " | ".join(_reference(rows, t, "random") for t in tasks) + " |")
+    return lines
+
+
+def _demo_count_table(rows: List[dict], demo_counts: List[int]) -> List[str]:
+    """Score vs number of demonstrations: methods as rows, (task, demos) as columns, mean score over seeds."""
+    tasks = _ordered([r["task"] for r in rows], TASK_ORDER)
+    algos = _ordered([r["algo"] for r in rows], ALGO_ORDER)
+    cols = [(t, d) for t in tasks for d in demo_counts]
+    by: Dict[tuple, List[float]] = defaultdict(list)
+    for r in rows:
+        by[(r["algo"], r["task"], r.get("demos"))].append(r["score"])
+    lines = ["| method | " + " | ".join(f"{t.split('/')[-1]} {d}" for t, d in cols) + " |",
+             "|---|" + "---|" * len(cols)]
+    for a in algos:
+        lines.append(f"| {a} | " + " | ".join(
+            f"{np.mean(by[(a, t, d)]):.2f}" if by.get((a, t, d)) else "-" for t, d in cols) + " |")
     return lines
 
 
@@ -82,6 +106,8 @@ def benchmark_report(path: str, docs: str, name: str, title: str) -> str:
         if len(groups) > 1:
             lines += ["", f"**{d} demonstrations**", ""]
         lines += _score_table(rs)
+    if len(groups) > 1:
+        lines += ["", "**Score vs number of demonstrations** (mean over seeds)", ""] + _demo_count_table(rows, demo_counts)
     r0 = rows[0]
     if "budget" in r0:  # benchmarks describe their own budget
         budget = r0["budget"]
@@ -120,11 +146,15 @@ def benchmark_report(path: str, docs: str, name: str, title: str) -> str:
 
 
 def _plot_curves(rows, groups, tasks, algos, out, value_index, ylabel, references):
-    """Learning curves (mean over seeds, min-max band): one row of panels per demo count, one column per task."""
+    """Learning curves (mean over seeds, min-max band): one row of panels per demo count, one column per task.
+    With ``references`` the values become expert-normalized scores, with the expert (1) and random play (0) as
+    lines; methods with budgets far apart (MAGAIL's 100k env steps beside MIFQ's 8k) get a log step axis."""
     plt = _plt()
     fig, axes = plt.subplots(len(groups), len(tasks), figsize=(5 * len(tasks), 3.4 * len(groups)), squeeze=False)
     for axrow, (d, rs) in zip(axes, groups):
         for ax, t in zip(axrow, tasks):
+            ref = next((r for r in rs if r["task"] == t), None)
+            x_max, x_min = 0, float("inf")
             for a in algos:
                 curves = [r["curve"] for r in rs if r["task"] == t and r["algo"] == a and r.get("curve")]
                 curves = [c for c in curves if all(len(p) > value_index for p in c)]
@@ -133,14 +163,22 @@ def _plot_curves(rows, groups, tasks, algos, out, value_index, ylabel, reference
                 n = min(len(c) for c in curves)
                 xs = [p[0] for p in curves[0][:n]]
                 ys = np.array([[p[value_index] for p in c[:n]] for c in curves], dtype=float)
-                ax.plot(xs, np.nanmean(ys, 0), label=a)
-                ax.fill_between(xs, np.nanmin(ys, 0), np.nanmax(ys, 0), alpha=0.2)
-            ref = next((r for r in rs if r["task"] == t), None)
+                if np.isnan(ys).all():  # e.g. no Q values (BC, MAGAIL) on the Q-magnitude plot
+                    continue
+                if references and ref is not None:
+                    ys = (ys - ref["random_return"]) / (ref["expert_return"] - ref["random_return"])
+                x_max, x_min = max(x_max, xs[-1]), min(x_min, min(x for x in xs if x > 0) if any(x > 0 for x in xs) else x_min)
+                color = f"C{algos.index(a) % 10}"  # one colour per method across panels
+                ax.plot(xs, np.nanmean(ys, 0), label=a, color=color)
+                ax.fill_between(xs, np.nanmin(ys, 0), np.nanmax(ys, 0), alpha=0.2, color=color)
             if references and ref is not None:
-                ax.axhline(ref["expert_return"], color="k", ls="--", lw=1, label=ref.get("expert_label", "expert"))
-                ax.axhline(ref["random_return"], color="grey", ls=":", lw=1, label="random")
-            ax.set(title=t if d is None else f"{t}, {d} demos", xlabel="env steps", ylabel=ylabel)
-    axes[0][0].legend(fontsize=8)
+                ax.axhline(1.0, color="k", ls="--", lw=1, label=ref.get("expert_label", "expert"))
+                ax.axhline(0.0, color="grey", ls=":", lw=1, label="random")
+            if x_min < float("inf") and x_max / x_min > 20:
+                ax.set_xscale("log")
+            label = f"score ({ylabel})" if references else ylabel
+            ax.set(title=t if d is None else f"{t}, {d} demos", xlabel="env steps", ylabel=label)
+    _legend(fig, axes)
     fig.tight_layout()
     fig.savefig(out, dpi=80)
     plt.close(fig)
@@ -161,15 +199,24 @@ def _plot_demo_counts(rows, tasks, algos, out):
             ds = sorted(pts)
             m = np.array([np.mean(pts[d]) for d in ds])
             sd = np.array([np.std(pts[d]) for d in ds])
-            ax.errorbar(ds, m, yerr=sd, marker="o", capsize=3, label=a)
+            ax.errorbar(ds, m, yerr=sd, marker="o", capsize=3, label=a, color=f"C{algos.index(a) % 10}")
         ax.axhline(1.0, color="k", ls="--", lw=1)
         ax.axhline(0.0, color="grey", ls=":", lw=1)
         ax.set_xscale("log", base=2)
         ax.set(title=t, xlabel="expert episodes", ylabel="expert-normalized score")
-    axes[0][0].legend(fontsize=8)
+    _legend(fig, axes)
     fig.tight_layout()
     fig.savefig(out, dpi=80)
     plt.close(fig)
+
+
+def _legend(fig, axes):
+    """One legend for all panels: every method that appears in any of them."""
+    seen = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+    axes[0][0].legend(list(seen.values()), list(seen), fontsize=8)
 
 
 def experiment_report(paths: List[str], docs: str) -> str:

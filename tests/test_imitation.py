@@ -1,12 +1,13 @@
-"""What every registered imitation algorithm (``registry.IMITATION``: MIFQ, IIQ, IQVDN, BC, MASQIL) must do,
+"""What every registered imitation algorithm (``registry.IMITATION``: MIFQ, IIQ, IQVDN, BC, MASQIL, MAGAIL) must do,
 in-process: learn (from the demonstrations alone where the method can, ``offline_capable``; MASQIL needs its own
-rollouts) with the expert rows in the metrics, evaluate greedily, save a checkpoint that ``rllib evaluate`` runs,
+rollouts, MAGAIL its MAPPO epochs) with the expert rows in the metrics, evaluate greedily, save a checkpoint that ``rllib evaluate`` runs,
 train recurrent agents on whole episodes, and refuse a config without demonstrations. BC's and MASQIL's own
-behaviour follows at the end."""
+behaviour follows at the end; MAGAIL's in tests/test_magail.py."""
 import math
 
 import pytest
 from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.ppo import PPOConfig
 
 import rllib_mil  # noqa: F401  (registers env ids and algorithm names)
 from rllib_mil.algorithms.bc import BC, BCConfig
@@ -18,12 +19,18 @@ MODULE_ID = "default_policy"
 DEMOS = {"expert": "scripted", "episodes": 4, "seed": 0}
 
 
+def online_settings(config_cls):
+    """Smallest online training for algorithms that need their own rollouts: MAGAIL runs MAPPO's epochs over a
+    50-step batch; MASQIL learns from the 2nd iteration (25 env steps per iteration) on 32 replay rows."""
+    if issubclass(config_cls, PPOConfig):
+        return {"train_batch_size_per_learner": 50, "minibatch_size": 25, "num_epochs": 2}
+    return {"num_steps_sampled_before_learning_starts": 25, "train_batch_size_per_learner": 32}
+
+
 def offline_config(name, env="mpe/simple_speaker_listener", **training):
-    """Offline where the algorithm can learn from the demonstrations alone, else online with learning from the
-    2nd iteration (25 env steps per iteration)."""
+    """Offline where the algorithm can learn from the demonstrations alone, else online (``online_settings``)."""
     _, config_cls = IMITATION[name]
-    mode = {"offline": True} if config_cls.offline_capable else {
-        "num_steps_sampled_before_learning_starts": 25, "train_batch_size_per_learner": 32}
+    mode = {"offline": True} if config_cls.offline_capable else online_settings(config_cls)
     return (
         config_cls()
         .environment(env)
@@ -60,8 +67,10 @@ def test_learns_offline_evaluates_and_checkpoints(name, build, tmp_path):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_recurrent_agents_offline_on_smax(name, build):
+    # expert_batch_size and MIFQ's replay batch count whole episodes here; MAGAIL's batch counts env steps.
+    replay = {} if issubclass(IMITATION[name][1], PPOConfig) else {"train_batch_size_per_learner": 2}
     algo = build(offline_config(name, env="smax/3m", use_gru=True, hidden=[32], gru_hidden=16, expert_batch_size=2,
-                                train_batch_size_per_learner=2))
+                                **replay))
     result = [algo.train() for _ in range(2)][-1]
     stats = result["learners"][MODULE_ID]
     assert float(stats["expert_rows"]) >= 2 * 3  # the real steps of 2 whole episodes

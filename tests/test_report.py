@@ -1,4 +1,5 @@
-"""`rllib report` on benchmark rows: one table per demo count, demo-count and Q-magnitude plots."""
+"""`rllib report` on benchmark rows in the paper's layout (methods as rows, tasks as columns): one table per demo
+count, a demo-count table and plot, score curves and Q-magnitude plots."""
 import json
 
 from rllib_mil.report import benchmark_report
@@ -22,6 +23,16 @@ def test_benchmark_report_per_demo_count(tmp_path):
     section4, section16 = table.split("**16 demonstrations**")
     assert "0.20 ± 0.10 (-10.5; n=2)" in section4 and "0.50" not in section4
     assert "0.50 ± 0.10 (-10.5; n=2)" in section16
+    # methods as rows (the paper's order: BC before MIFQ), tasks as columns, expert first and random last
+    lines = section4.strip().splitlines()
+    header = next(ln for ln in lines if ln.startswith("| method"))
+    assert header == "| method | mpe/simple_spread | mpe/simple_reference |"
+    body = [ln.split(" | ")[0] for ln in lines[lines.index(header) + 2:] if ln.startswith("|")]
+    assert body == ["| expert (return)", "| BC", "| MIFQ", "| random (return)"]
+    # score vs demo count: methods x (task, demos), mean over seeds
+    demo_table = section16.split("**Score vs number of demonstrations**")[1]
+    assert "| method | simple_spread 4 | simple_spread 16 | simple_reference 4 | simple_reference 16 |" in demo_table
+    assert "| MIFQ | 0.20 | 0.50 | 0.20 | 0.50 |" in demo_table
     for png in ("bench_curves.png", "bench_q.png", "bench_demos.png"):
         assert (tmp_path / "docs" / png).stat().st_size > 0, png
     md = (tmp_path / "docs" / "bench_results.md").read_text()

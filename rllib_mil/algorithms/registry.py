@@ -13,6 +13,7 @@ from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 
 from rllib_mil.algorithms.bc.bc import BC, BCConfig
+from rllib_mil.algorithms.magail.magail import MAGAIL, MAGAILConfig
 from rllib_mil.algorithms.mappo.mappo import MAPPO, MAPPOConfig
 from rllib_mil.algorithms.masqil.masqil import MASQIL, MASQILConfig
 from rllib_mil.algorithms.mifq.mifq import IIQ, IQVDN, MIFQ, IIQConfig, IQVDNConfig, MIFQConfig
@@ -28,6 +29,7 @@ IMITATION: Dict[str, Entry] = {
     **INVERSE_Q,
     "BC": (BC, BCConfig),
     "MASQIL": (MASQIL, MASQILConfig),
+    "MAGAIL": (MAGAIL, MAGAILConfig),
 }
 RL: Dict[str, Entry] = {
     "MAPPO": (MAPPO, MAPPOConfig),

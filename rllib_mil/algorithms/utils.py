@@ -15,3 +15,18 @@ def raise_if_not_finite(algo: str, loss: torch.Tensor, terms: Mapping[str, torch
         f"{algo} loss is not finite ({float(loss.detach())}; {parts}). {fix} Checkpoints already written are kept and "
         "can be restored."
     )
+
+
+def interpolation_gradient_penalty(fn, x_a: torch.Tensor, x_b: torch.Tensor, generator=None) -> torch.Tensor:
+    """WGAN-GP penalty E[(‖∇_x Σ fn(x)‖₂ − 1)²] on rows x interpolated between paired rows of ``x_a`` and ``x_b``
+    (same shape ``(B, ..., d)``; the norm runs over the last dim, so each agent row of a shared per-agent net
+    gets its own). Keeps a learned reward or discriminator from separating the two kinds of rows by memorising
+    the few expert ones."""
+    if x_a.shape != x_b.shape:
+        raise ValueError(f"gradient penalty: paired rows must have the same shape, got {tuple(x_a.shape)} and "
+                         f"{tuple(x_b.shape)}")
+    B = x_a.shape[0]
+    eps = torch.rand((B,) + (1,) * (x_a.dim() - 1), generator=generator, device=x_a.device).to(x_a.dtype)
+    x = (eps * x_a + (1 - eps) * x_b).detach().requires_grad_(True)  # (B, ..., d)
+    (grad,) = torch.autograd.grad(fn(x).sum(), x, create_graph=True)  # (B, ..., d)
+    return (grad.norm(dim=-1) - 1.0).pow(2).mean()

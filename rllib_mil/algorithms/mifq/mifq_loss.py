@@ -34,6 +34,7 @@ from typing import Callable, Optional
 
 import torch
 
+from rllib_mil.algorithms.utils import interpolation_gradient_penalty
 from rllib_mil.modules.mixers import Mixer
 
 Phi = Callable[[torch.Tensor], torch.Tensor]
@@ -183,9 +184,5 @@ def q_gradient_penalty(
     """
     _check("obs_e", obs_e, (None, None, None))
     _check("obs_r", obs_r, tuple(obs_e.shape))
-    B = obs_e.shape[0]
-    eps = torch.rand(B, 1, 1, generator=generator, device=obs_e.device).to(obs_e.dtype)  # (B, 1, 1)
-    x = (eps * obs_e + (1 - eps) * obs_r).detach().requires_grad_(True)  # (B, n, d)
-    q = q_fn(x)  # (B, n, A)
-    (grad,) = torch.autograd.grad(q.sum(), x, create_graph=True)  # (B, n, d): row i only sees agent i's obs
-    return (grad.norm(dim=-1) - 1.0).pow(2).mean()  # (B, n) -> ()
+    # Row i of the shared net only sees agent i's obs, so the per-row norm is agent i's gradient.
+    return interpolation_gradient_penalty(q_fn, obs_e, obs_r, generator)

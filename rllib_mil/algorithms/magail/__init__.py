@@ -1,0 +1,3 @@
+from rllib_mil.algorithms.magail.magail import MAGAIL, MAGAILConfig
+
+__all__ = ["MAGAIL", "MAGAILConfig"]
