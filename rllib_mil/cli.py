@@ -12,12 +12,15 @@
 """
 
 import argparse
-import difflib
 import json
 import os
 import sys
 import time
 from typing import Any, Dict, List, Optional
+
+from rllib_mil.preflight import (ConfigError, check_demos, check_env, check_resources, check_stop, check_storage,
+                                 check_validate, check_value_types)
+from rllib_mil.preflight import suggest as _suggest
 
 EXPERIMENT_KEYS = {"run", "env", "stop", "config", "checkpoint_config", "storage_path", "num_samples"}
 CHECKPOINT_CONFIG_KEYS = {
@@ -31,28 +34,23 @@ CHECKPOINT_CONFIG_KEYS = {
 SEARCH_SPACE_KEYS = {"grid_search", "choice", "uniform", "loguniform", "randint", "quniform"}
 
 
-class ConfigError(ValueError):
-    """A user-facing configuration problem; the message says what is wrong and how to fix it."""
-
-
-def _suggest(key: str, valid) -> str:
-    close = difflib.get_close_matches(key, list(valid), n=3)
-    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-
-
 def _is_search_space(value) -> bool:
     return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in SEARCH_SPACE_KEYS
 
 
-def _to_search_space(value):
+def _to_search_space(key: str, value):
     from ray import tune
 
     (kind, arg), = value.items()
-    if kind == "grid_search":
-        return tune.grid_search(list(arg))
-    if kind == "choice":
-        return tune.choice(list(arg))
-    return getattr(tune, kind)(*arg)
+    try:
+        if kind == "grid_search":
+            return tune.grid_search(list(arg))
+        if kind == "choice":
+            return tune.choice(list(arg))
+        return getattr(tune, kind)(*arg)
+    except (TypeError, ValueError) as e:
+        forms = "grid_search: [a, b, ...], choice: [a, b, ...], uniform/loguniform/randint: [low, high], quniform: [low, high, q]"
+        raise ConfigError(f"config key {key!r}: bad search space {value!r} ({e}). Forms: {forms}.") from None
 
 
 def load_experiments(path: str) -> Dict[str, Dict[str, Any]]:
@@ -112,7 +110,10 @@ def build_config(exp: Dict[str, Any], source: str = "config"):
     (``AlgorithmConfig.update_from_dict`` would silently drop them)."""
     from rllib_mil.algorithms.registry import get_algorithm
 
-    _, config_cls = get_algorithm(exp["run"])
+    try:
+        _, config_cls = get_algorithm(exp["run"])
+    except ValueError as e:
+        raise ConfigError(f"{source}: `run: {exp['run']}`: {e}") from None
     config = config_cls()
     raw = dict(exp.get("config") or {})
     if "env" in exp:
@@ -127,11 +128,38 @@ def build_config(exp: Dict[str, Any], source: str = "config"):
                 f"It is not a setting of {config_cls.__name__}; check the spelling or the algorithm's README."
             )
         if _is_search_space(value):
-            search[key] = _to_search_space(value)
+            try:
+                search[key] = _to_search_space(key, value)
+            except ConfigError as e:
+                raise ConfigError(f"{source}: {e}") from None
         else:
             plain[key] = value
+    check_value_types(source, exp["run"], {k: v for k, v in plain.items() if k != "env"}, config)
     config.update_from_dict(plain)
     return config, search
+
+
+# Columns of Tune's status table (result key -> header), in order; a column shows once any trial reports it
+# (win rates only on games with a win). Tune would otherwise show its defaults and the first four top-level
+# numbers of the result (num_training_step_calls_per_iteration, always 1, among them) and no return.
+STATUS_COLUMNS = {
+    "training_iteration": "iter",
+    "num_env_steps_sampled_lifetime": "env steps",
+    "env_runners/episode_return_mean": "return",
+    "evaluation/env_runners/episode_return_mean": "greedy eval return",
+    "env_runners/win_rate": "win rate",
+    "evaluation/env_runners/win_rate": "greedy eval win rate",
+    "time_total_s": "time (s)",
+}
+
+
+def use_status_columns() -> None:
+    """Make Tune's status table (its new terminal output, ray.tune.experimental.output) show STATUS_COLUMNS only."""
+    from ray.tune.experimental import output
+
+    output.DEFAULT_COLUMNS.clear()
+    output.DEFAULT_COLUMNS.update(STATUS_COLUMNS)
+    output._infer_user_metrics = lambda trials, limit=4: []
 
 
 def _resolve_storage(path: Optional[str]) -> str:
@@ -150,10 +178,17 @@ def cmd_train_file(args) -> int:
         if args.config:
             # --config overrides the file's config keys (checked by the same rules).
             exp = {**exp, "config": {**(exp.get("config") or {}), **json.loads(args.config)}}
-        config, search = build_config(exp, source=f"{args.file} [{name}]" + (" + --config" if args.config else ""))
+        source = f"{args.file} [{name}]" + (" + --config" if args.config else "")
+        config, search = build_config(exp, source=source)
         stop = stop_override if stop_override is not None else (exp.get("stop") or {})
         ckpt = exp.get("checkpoint_config") or {}
         storage = _resolve_storage(args.storage_path or exp.get("storage_path"))
+        # Everything that can fail before a trial starts fails here, one message each (exit code 2).
+        check_env(source, config.env, config.env_config)
+        check_validate(source, config)
+        check_demos(source, config)
+        check_stop(source + (" --stop" if stop_override is not None else ""), stop)
+        check_storage(source, storage)
         if not ray.is_initialized():
             ray.init(address=args.address, ignore_reinit_error=True, log_to_driver=True)
         check_resources(exp["run"], config)
@@ -163,6 +198,7 @@ def cmd_train_file(args) -> int:
         else:
             param_space = config
         print(f"== {name}: {exp['run']} on {config.env} -> {storage}/{name}", flush=True)
+        use_status_columns()
         tuner = tune.Tuner(
             exp["run"],
             param_space=param_space,
@@ -180,29 +216,22 @@ def cmd_train_file(args) -> int:
         for r in results:
             _print_result(r)
         if failed:
-            print(f"{len(failed)} trial(s) failed; see the errors above.", file=sys.stderr)
+            # The cause, last and on its own: what the trial raised (e.g. a non-finite loss and its fix), not
+            # the Ray/Tune traceback around it.
+            for r in failed:
+                print(f"rllib: trial {os.path.basename(r.path)} failed: {trial_error_message(r.error)}", file=sys.stderr)
             return 1
     return 0
 
 
-def check_resources(run: str, config) -> None:
-    """Fail at once, instead of a trial PENDING forever, when the cluster cannot hold one trial."""
-    import ray
-
-    from rllib_mil.algorithms.registry import get_algorithm
-
-    algo_cls, _ = get_algorithm(run)
-    need = algo_cls.default_resource_request(config).required_resources
-    have = ray.cluster_resources()
-    for res, amount in need.items():
-        if amount > have.get(res, 0.0) + 1e-9:
-            raise ConfigError(
-                f"One {run} trial needs {amount:g} {res} but the Ray cluster has {have.get(res, 0.0):g} "
-                f"(main process {config.num_cpus_for_main_process:g} CPU + {config.num_env_runners} env runners x "
-                f"{config.num_cpus_per_env_runner:g} CPU + learners; GPUs: num_gpus_per_learner="
-                f"{config.num_gpus_per_learner}). Lower `num_env_runners` / `num_cpus_per_env_runner` / "
-                "`num_gpus_per_learner`, or connect to a bigger cluster with --address."
-            )
+def trial_error_message(error) -> str:
+    """The innermost exception line of a failed trial's error (Tune wraps it in Ray's task-error text)."""
+    lines = [ln.strip() for ln in str(error).strip().splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        head = ln.split(":", 1)[0]
+        if head.endswith(("Error", "Exception")) and " " not in head and head not in ("RayTaskError", "TuneError"):
+            return ln
+    return lines[-1] if lines else repr(error)
 
 
 def _print_result(result) -> None:

@@ -47,8 +47,14 @@ def load_team_module(path: str):
     from ray.rllib.core.rl_module.rl_module import RLModule
 
     path = _checkpoint_dir(path)
-    config = checkpoint_config(path)
-    module = RLModule.from_checkpoint(os.path.join(path, MODULE_SUBDIR))
+    try:
+        config = checkpoint_config(path)
+        module = RLModule.from_checkpoint(os.path.join(path, MODULE_SUBDIR))
+    except Exception as e:  # unpickling / torch.load / msgpack errors of a damaged folder, whatever their type
+        raise ValueError(
+            f"Checkpoint {path} is damaged or unreadable ({type(e).__name__}: {str(e)[:200]}). Use another "
+            "`checkpoint_...` folder of the run (Tune keeps `num_to_keep` of them) or re-save it."
+        ) from None
     module.eval()
     return module, config
 

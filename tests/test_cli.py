@@ -149,6 +149,10 @@ def test_train_file_distributed_smoke(smoke_run):
     assert last["num_env_steps_sampled_lifetime"] >= STOP_ITERS * NUM_ENV_RUNNERS * FRAGMENT
     # The CLI's summary line names the trial, the iterations and the checkpoint.
     assert f"iterations={STOP_ITERS}" in proc.stdout and checkpoints[0] in proc.stdout, explain(proc)
+    # Tune's status table shows env steps and the return, not Tune's first four top-level numbers.
+    table = proc.stdout[proc.stdout.rindex("Trial status"):]
+    assert "env steps" in table and "return" in table, explain(proc)
+    assert "num_training_step_calls" not in table, explain(proc)
 
 
 def test_evaluate_checkpoint_of_cli_run(smoke_run, cli_env):
