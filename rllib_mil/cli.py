@@ -199,18 +199,33 @@ def cmd_train_file(args) -> int:
             param_space = config
         print(f"== {name}: {exp['run']} on {config.env} -> {storage}/{name}", flush=True)
         use_status_columns()
-        tuner = tune.Tuner(
-            exp["run"],
-            param_space=param_space,
-            tune_config=tune.TuneConfig(num_samples=int(exp.get("num_samples", 1))),
-            run_config=tune.RunConfig(
-                name=name,
-                storage_path=storage,
-                stop=stop,
-                verbose=args.verbose,
-                checkpoint_config=tune.CheckpointConfig(**ckpt),
-            ),
-        )
+        exp_dir = os.path.join(storage, name)
+        if args.resume and tune.Tuner.can_restore(exp_dir):
+            # Tune's experiment state: finished trials stay finished, the others restart from their latest
+            # checkpoint (errored ones too), with the searcher's and scheduler's state.
+            print(f"== resuming {exp_dir}", flush=True)
+            tuner = tune.Tuner.restore(exp_dir, trainable=exp["run"], param_space=param_space, resume_errored=True)
+        else:
+            if args.resume:
+                print(f"== nothing to resume at {exp_dir}: starting it", flush=True)
+            metric = args.metric or default_metric(config)
+            tuner = tune.Tuner(
+                exp["run"],
+                param_space=param_space,
+                tune_config=tune.TuneConfig(
+                    num_samples=int(args.num_samples or exp.get("num_samples", 1)),
+                    scheduler=make_scheduler(args, search, metric, source),
+                    metric=metric if args.scheduler else None,
+                    mode=args.mode if args.scheduler else None,
+                ),
+                run_config=tune.RunConfig(
+                    name=name,
+                    storage_path=storage,
+                    stop=stop,
+                    verbose=args.verbose,
+                    checkpoint_config=tune.CheckpointConfig(**ckpt),
+                ),
+            )
         results = tuner.fit()
         failed = [r for r in results if r.error]
         for r in results:
@@ -222,6 +237,36 @@ def cmd_train_file(args) -> int:
                 print(f"rllib: trial {os.path.basename(r.path)} failed: {trial_error_message(r.error)}", file=sys.stderr)
             return 1
     return 0
+
+
+def default_metric(config) -> str:
+    """The metric a scheduler ranks trials by: the greedy evaluation return when the config evaluates, else the
+    return of the training rollouts."""
+    if config.evaluation_interval:
+        return "evaluation/env_runners/episode_return_mean"
+    return "env_runners/episode_return_mean"
+
+
+def make_scheduler(args, search: Dict[str, Any], metric: str, source: str):
+    """ASHA (early stopping of weak trials) or PBT (weak trials copy a strong trial's checkpoint and perturb the
+    YAML's sampled settings, e.g. lr and alpha), or None (Tune's FIFO)."""
+    from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
+
+    if not args.scheduler:
+        return None
+    # Iterations without the metric (before the first finished episode, between evaluations) are skipped by the
+    # schedulers instead of failing the trial.
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    if args.scheduler == "asha":
+        return ASHAScheduler(time_attr="training_iteration", grace_period=args.grace_period, reduction_factor=2)
+    # PBT mutates sampled (continuous or choice) settings; grid_search values are fixed per trial.
+    mutations = {k: v for k, v in search.items() if not (isinstance(v, dict) and "grid_search" in v)}
+    if not mutations:
+        raise ConfigError(
+            f"{source}: --scheduler pbt perturbs the config's sampled settings, but it has none. Give the settings "
+            "to explore as search spaces, e.g. `lr: {loguniform: [0.0001, 0.001]}` and `alpha: {uniform: [0.05, 0.2]}`.")
+    return PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=args.pbt_interval,
+                                   hyperparam_mutations=mutations)
 
 
 def trial_error_message(error) -> str:
@@ -310,6 +355,18 @@ def make_parser() -> argparse.ArgumentParser:
     tf.add_argument("--storage-path", help="where results and checkpoints go (default ~/ray_results)")
     tf.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
     tf.add_argument("-v", "--verbose", type=int, default=1, help="Tune verbosity 0-3 (1 = status table)")
+    tf.add_argument("--num-samples", type=int, default=None,
+                    help="trials per experiment (each samples the YAML's search spaces; grid values repeat per sample)")
+    tf.add_argument("--scheduler", choices=["asha", "pbt"], default=None,
+                    help="asha: stop weak trials early; pbt: weak trials copy strong ones and perturb sampled settings")
+    tf.add_argument("--metric", default=None, help="metric the scheduler ranks trials by (default: greedy eval "
+                    "return when the config evaluates, else the rollout return)")
+    tf.add_argument("--mode", choices=["max", "min"], default="max")
+    tf.add_argument("--grace-period", type=int, default=2, help="ASHA: iterations before a trial can be stopped")
+    tf.add_argument("--pbt-interval", type=int, default=4, help="PBT: iterations between perturbations")
+    tf.add_argument("--resume", action="store_true",
+                    help="continue the experiment found under the storage path (unfinished trials from their "
+                         "latest checkpoint); start it when there is none")
     tf.set_defaults(func=cmd_train_file)
 
     ev = sub.add_parser("evaluate", help="greedy, decentralized evaluation of a checkpoint")

@@ -59,3 +59,12 @@ def build(ray_session):
     yield _build
     for algo in algos:
         algo.stop()
+
+
+@pytest.fixture(scope="session")
+def cli_env(demo_cache):
+    env = dict(os.environ)
+    env["RLLIB_MIL_CACHE"] = str(demo_cache)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("RAY_ADDRESS", None)  # the CLI starts its own local Ray
+    return env

@@ -52,15 +52,6 @@ def rllib_script():
 
 
 @pytest.fixture(scope="session")
-def cli_env(demo_cache):
-    env = dict(os.environ)
-    env["RLLIB_MIL_CACHE"] = str(demo_cache)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.pop("RAY_ADDRESS", None)  # the CLI starts its own local Ray
-    return env
-
-
-@pytest.fixture(scope="session")
 def no_ray_env(cli_env, tmp_path_factory):
     """Env in which any attempt to start or connect to Ray fails loudly (a sitecustomize that poisons
     `ray.init`): for errors that must be reported before Ray starts."""

@@ -1,0 +1,93 @@
+"""Tune through `rllib train file`: a YAML search space under ASHA, an interrupted experiment resumed where it
+stopped (`--resume`), and the PBT contract: after a trial restores another trial's checkpoint with perturbed
+settings, the perturbed settings are the ones in effect (optimizer lr, soft-value temperature)."""
+import glob
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from test_cli import explain, rllib_script, run_cli, write_yaml
+
+import rllib_mil  # noqa: F401
+from rllib_mil.algorithms.mifq import MIFQConfig
+
+TINY = {
+    "env_config": {"N": 3},
+    "expert_data": {"expert": "scripted", "episodes": 4, "seed": 0},
+    "num_env_runners": 0,
+    "rollout_fragment_length": 25,
+    "num_steps_sampled_before_learning_starts": 25,
+    "num_updates_per_iteration": 2,
+    "expert_batch_size": 32,
+    "train_batch_size_per_learner": 32,
+    "seed": 0,
+}
+
+
+def results_of(trial_dir):
+    with open(os.path.join(trial_dir, "result.json")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def test_search_space_under_asha(tmp_path, cli_env):
+    cfg = write_yaml(tmp_path / "asha.yaml", exp_name="asha", stop={"training_iteration": 4},
+                     config={**TINY, "lr": {"grid_search": [0.0005, 0.001]}, "alpha": {"uniform": [0.05, 0.2]}})
+    proc = run_cli(["train", "file", cfg, "--storage-path", str(tmp_path / "r"), "--scheduler", "asha",
+                    "--grace-period", "1", "--metric", "env_runners/episode_return_mean"], cli_env, timeout=420)
+    assert proc.returncode == 0, explain(proc)
+    trials = sorted(p for p in glob.glob(str(tmp_path / "r" / "asha" / "*")) if os.path.isdir(p))
+    assert len(trials) == 2, explain(proc)
+    configs = [results_of(t)[-1]["config"] for t in trials]
+    assert sorted(c["lr"] for c in configs) == [0.0005, 0.001]  # the grid
+    assert all(0.05 <= c["alpha"] <= 0.2 for c in configs) and configs[0]["alpha"] != configs[1]["alpha"]  # sampled
+    assert "AsyncHyperBand" in proc.stdout or "ASHA" in proc.stdout, explain(proc)
+
+
+def test_interrupted_experiment_resumes_from_its_checkpoint(tmp_path, cli_env):
+    cfg = write_yaml(tmp_path / "resume.yaml", exp_name="resume", stop={"training_iteration": 6},
+                     checkpoint_config={"checkpoint_frequency": 1}, config=dict(TINY))
+    storage = tmp_path / "r"
+    args = ["train", "file", cfg, "--storage-path", str(storage)]
+    proc = subprocess.Popen([rllib_script(), *args], env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    deadline = time.time() + 300
+    while not glob.glob(str(storage / "resume" / "*" / "checkpoint_000001")) and time.time() < deadline:
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: Tune saves the experiment state and stops
+    out, _ = proc.communicate(timeout=120)
+    (trial,) = [p for p in glob.glob(str(storage / "resume" / "*")) if os.path.isdir(p)]
+    first = [r["training_iteration"] for r in results_of(trial)]
+    assert 2 <= len(first) < 6, out[-3000:]
+    again = run_cli([*args, "--resume"], cli_env, timeout=420)
+    assert again.returncode == 0, explain(again)
+    assert "resuming" in again.stdout, explain(again)
+    iters = [r["training_iteration"] for r in results_of(trial)]
+    # the same trial, continued from its latest checkpoint up to the stop criterion (no restart at 1)
+    assert iters[-1] == 6 and iters.count(1) == 1, iters
+    nothing = run_cli(["train", "file", cfg, "--storage-path", str(tmp_path / "fresh"), "--resume", "--stop",
+                       '{"training_iteration": 1}'], cli_env, timeout=300)
+    assert nothing.returncode == 0 and "nothing to resume" in nothing.stdout, explain(nothing)
+
+
+def test_perturbed_settings_are_in_effect_after_restore(build, tmp_path):
+    """What PBT does on exploit: a new trial with the perturbed config restores another trial's checkpoint."""
+    base = (MIFQConfig().environment("mpe/simple_spread").training(**{k: v for k, v in TINY.items()
+                                                                        if k not in ("env_config", "num_env_runners",
+                                                                                     "rollout_fragment_length", "seed")})
+            .env_runners(num_env_runners=0, rollout_fragment_length=25).debugging(seed=0))
+    donor = build(base.copy().training(lr=1e-3, alpha=0.1))
+    for _ in range(2):
+        donor.train()
+    donor.save_to_path(str(tmp_path / "ckpt"))
+    perturbed = build(base.copy().training(lr=2e-4, alpha=0.05))
+    perturbed.restore_from_path(str(tmp_path / "ckpt"))
+    result = perturbed.train()
+    learner = perturbed.learner_group._learner
+    (optim,) = [o for _, o in learner.get_optimizers_for_module("default_policy")]
+    assert optim.param_groups[0]["lr"] == pytest.approx(2e-4)
+    assert learner.config.alpha == 0.05 and perturbed.config.alpha == 0.05
+    assert result["training_iteration"] == 3  # the donor's counters came along
