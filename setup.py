@@ -12,7 +12,7 @@ setup(
     install_requires=[
         # torch is installed first, pinned (torch==2.13.0): a loose torch requirement pulls a multi-GB CUDA build.
         "torch==2.13.0",
-        "ray[rllib]==2.60.0",
+        "ray[default,rllib]==2.60.0",
         "mpe2>=1.1",
         "gymnasium>=1.0",
         "pyarrow>=14",

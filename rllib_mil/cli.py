@@ -189,9 +189,11 @@ def cmd_train_file(args) -> int:
         check_demos(source, config)
         check_stop(source + (" --stop" if stop_override is not None else ""), stop)
         check_storage(source, storage)
+        # An existing cluster (--address, or RAY_ADDRESS as `ray job submit` sets it) may still be growing.
+        on_cluster = bool(args.address or os.environ.get("RAY_ADDRESS"))
         if not ray.is_initialized():
             ray.init(address=args.address, ignore_reinit_error=True, log_to_driver=True)
-        check_resources(exp["run"], config)
+        check_resources(exp["run"], config, wait_s=args.resource_wait if on_cluster else 0.0)
         if search:
             param_space = config.to_dict()
             param_space.update(search)
@@ -364,6 +366,9 @@ def make_parser() -> argparse.ArgumentParser:
     tf.add_argument("--mode", choices=["max", "min"], default="max")
     tf.add_argument("--grace-period", type=int, default=2, help="ASHA: iterations before a trial can be stopped")
     tf.add_argument("--pbt-interval", type=int, default=4, help="PBT: iterations between perturbations")
+    tf.add_argument("--resource-wait", type=float, default=600.0,
+                    help="on an existing cluster: seconds to wait for the resources of one trial to appear "
+                         "(KubeRay workers starting, autoscaling) before failing; a local Ray fails at once")
     tf.add_argument("--resume", action="store_true",
                     help="continue the experiment found under the storage path (unfinished trials from their "
                          "latest checkpoint); start it when there is none")

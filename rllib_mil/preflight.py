@@ -157,21 +157,33 @@ def check_storage(source: str, storage: str) -> None:
                           "--storage-path to a writable folder (or set `storage_path:` in the YAML).") from None
 
 
-def check_resources(run: str, config) -> None:
-    """Fail at once, instead of a trial PENDING forever, when the cluster cannot hold one trial."""
+def check_resources(run: str, config, wait_s: float = 0.0) -> None:
+    """Fail at once, instead of a trial PENDING forever, when the cluster cannot hold one trial. On a cluster
+    that may still be growing (KubeRay workers starting, the autoscaler adding pods) wait up to ``wait_s`` for the
+    resources to appear first."""
+    import time
+
     import ray
 
     from rllib_mil.algorithms.registry import get_algorithm
 
     algo_cls, _ = get_algorithm(run)
     need = algo_cls.default_resource_request(config).required_resources
-    have = ray.cluster_resources()
-    for res, amount in need.items():
-        if amount > have.get(res, 0.0) + 1e-9:
-            raise ConfigError(
-                f"One {run} trial needs {amount:g} {res} but the Ray cluster has {have.get(res, 0.0):g} "
-                f"(main process {config.num_cpus_for_main_process:g} CPU + {config.num_env_runners} env runners x "
-                f"{config.num_cpus_per_env_runner:g} CPU + learners; GPUs: num_gpus_per_learner="
-                f"{config.num_gpus_per_learner}). Lower `num_env_runners` / `num_cpus_per_env_runner` / "
-                "`num_gpus_per_learner`, or connect to a bigger cluster with --address."
-            )
+    deadline, said = time.monotonic() + wait_s, False
+    while True:
+        have = ray.cluster_resources()
+        short = {res: amount for res, amount in need.items() if amount > have.get(res, 0.0) + 1e-9}
+        if not short or time.monotonic() >= deadline:
+            break
+        if not said:
+            print(f"waiting up to {wait_s:.0f} s for the cluster to offer {short} (has {have})", flush=True)
+            said = True
+        time.sleep(5.0)
+    for res, amount in short.items():
+        raise ConfigError(
+            f"One {run} trial needs {amount:g} {res} but the Ray cluster has {have.get(res, 0.0):g} "
+            f"(main process {config.num_cpus_for_main_process:g} CPU + {config.num_env_runners} env runners x "
+            f"{config.num_cpus_per_env_runner:g} CPU + learners; GPUs: num_gpus_per_learner="
+            f"{config.num_gpus_per_learner}). Lower `num_env_runners` / `num_cpus_per_env_runner` / "
+            "`num_gpus_per_learner`, or connect to a bigger cluster with --address."
+        )

@@ -3,13 +3,13 @@ resolution, the shared agent network settings, offline mode, the on-device exper
 expert-only updates.
 
 * ``ImitationConfig``: ``expert_data``, ``expert_batch_size``, ``hidden``, ``add_agent_id``, ``use_gru``,
-  ``gru_hidden``, ``offline``, ``num_updates_per_iteration``, with their validation.
+  ``gru_hidden``, ``offline``, ``num_updates_per_iteration``, ``checkpoint_replay_buffer``, with their validation.
 * ``resolve_expert_data(config)``: the demonstrations file, generated and cached on request, validated against
   the env (run on the driver first, so a mismatch fails before any remote learner starts).
 * ``ExpertDataLearner``: a learner mixin that loads the demonstrations into an ``ExpertBuffer`` on its device and
   draws transitions or whole episodes from it with its own seeded generator.
 * ``ImitationAlgorithm``: resolves the demonstrations on the driver first; offline runs get no replay buffer and
-  train by ``_offline_training_step``.
+  train by ``_offline_training_step``; checkpoints carry the replay buffer and the offline-update counter.
 * ``expert_only_updates(algo, n_updates, first_update)``: learner updates that use expert rows alone (offline
   mode), each marked by a one-row batch, followed by the weight sync to the env runners.
 """
@@ -38,6 +38,10 @@ from rllib_mil.envs.registry import make_team_env
 
 # Batch key of an expert-only update: no replay rows, the learner draws expert rows only.
 EXPERT_ONLY = "expert_only"
+# Algorithm / learner state keys beyond RLlib's (checkpoints).
+REPLAY_BUFFER = "replay_buffer"
+OFFLINE_UPDATES = "n_offline_updates"
+EXPERT_SAMPLER = "expert_sampler_rng"
 
 
 class ImitationConfig(AlgorithmConfig):
@@ -67,6 +71,10 @@ class ImitationConfig(AlgorithmConfig):
         self.offline = False
         # Learner updates per training iteration.
         self.num_updates_per_iteration = 32
+        # Checkpoints carry the replay buffer (RLlib's new stack saves none) and the expert sampler's RNG, so a
+        # restored run (`rllib train file --resume`, Tune's PBT, fault recovery) continues on the same data
+        # instead of refilling the buffer. Off: smaller checkpoints, the buffer starts empty after a restore.
+        self.checkpoint_replay_buffer = True
 
         # Overrides of AlgorithmConfig defaults every imitation algorithm wants: clipped gradients, greedy
         # evaluation, the team metrics (win rate), and no minimum of env steps or time per iteration.
@@ -91,6 +99,7 @@ class ImitationConfig(AlgorithmConfig):
         gru_hidden: Optional[int] = NotProvided,
         offline: Optional[bool] = NotProvided,
         num_updates_per_iteration: Optional[int] = NotProvided,
+        checkpoint_replay_buffer: Optional[bool] = NotProvided,
         **kwargs,
     ) -> Self:
         """Sets the shared imitation settings; see ``__init__`` for each one's meaning and default."""
@@ -104,6 +113,7 @@ class ImitationConfig(AlgorithmConfig):
             gru_hidden=gru_hidden,
             offline=offline,
             num_updates_per_iteration=num_updates_per_iteration,
+            checkpoint_replay_buffer=checkpoint_replay_buffer,
         ).items():
             if value is not NotProvided:
                 setattr(self, name, value)
@@ -126,6 +136,8 @@ class ImitationConfig(AlgorithmConfig):
                 self._value_error("`use_gru=True` needs at least one encoder layer in `hidden`, e.g. [64].")
             if not (isinstance(self.gru_hidden, int) and self.gru_hidden >= 1):
                 self._value_error(f"`gru_hidden` must be an integer >= 1, got {self.gru_hidden!r}.")
+        if not isinstance(self.checkpoint_replay_buffer, bool):
+            self._value_error(f"`checkpoint_replay_buffer` must be True or False, got {self.checkpoint_replay_buffer!r}.")
         if not isinstance(self.offline, bool):
             self._value_error(f"`offline` must be True or False, got {self.offline!r}.")
         for key in ("expert_batch_size", "num_updates_per_iteration"):
@@ -163,6 +175,22 @@ class ImitationAlgorithm(Algorithm):
         if config.get("offline"):
             return None
         return super()._create_local_replay_buffer_if_necessary(config)
+
+    @override(Algorithm)
+    def get_state(self, components=None, *, not_components=None, **kwargs) -> Dict[str, Any]:
+        state = super().get_state(components, not_components=not_components, **kwargs)
+        state[OFFLINE_UPDATES] = self._n_offline_updates
+        if (self.config.checkpoint_replay_buffer and self.local_replay_buffer is not None
+                and self._check_component(REPLAY_BUFFER, components, not_components)):
+            state[REPLAY_BUFFER] = self.local_replay_buffer.get_state()
+        return state
+
+    @override(Algorithm)
+    def set_state(self, state: Dict[str, Any]) -> None:
+        super().set_state(state)
+        self._n_offline_updates = state.get(OFFLINE_UPDATES, self._n_offline_updates)
+        if REPLAY_BUFFER in state and self.local_replay_buffer is not None:
+            self.local_replay_buffer.set_state(state[REPLAY_BUFFER])
 
     def _offline_training_step(self) -> None:
         # Expert rows only: the learner draws them from its on-device buffer.
@@ -214,6 +242,16 @@ class ExpertDataLearner:
         self._expert = ExpertBuffer.from_path(path, device=self._device)
         self._expert_gen = torch.Generator(device=self._device)
         self._expert_gen.manual_seed(int(self.config.seed or 0) + 10_007 * self._learner_index)
+
+    def get_state(self, components=None, *, not_components=None, **kwargs) -> Dict[str, Any]:
+        state = super().get_state(components, not_components=not_components, **kwargs)
+        state[EXPERT_SAMPLER] = self._expert_gen.get_state()  # which expert rows come next
+        return state
+
+    def set_state(self, state: Dict[str, Any]) -> None:
+        super().set_state(state)
+        if EXPERT_SAMPLER in state:
+            self._expert_gen.set_state(state[EXPERT_SAMPLER])
 
     def expert_rows(self, n: int) -> Dict[str, torch.Tensor]:
         """``n`` expert transitions, keyed by the schema's column names."""
