@@ -149,6 +149,7 @@ STATUS_COLUMNS = {
     "evaluation/env_runners/episode_return_mean": "greedy eval return",
     "env_runners/win_rate": "win rate",
     "evaluation/env_runners/win_rate": "greedy eval win rate",
+    "evaluation/env_runners/expert_score": "greedy eval score (expert 1, random 0)",
     "time_total_s": "time (s)",
 }
 
@@ -236,7 +237,10 @@ def cmd_train_file(args) -> int:
             # The cause, last and on its own: what the trial raised (e.g. a non-finite loss and its fix), not
             # the Ray/Tune traceback around it.
             for r in failed:
-                print(f"rllib: trial {os.path.basename(r.path)} failed: {trial_error_message(r.error)}", file=sys.stderr)
+                last = (f" Last good checkpoint: {r.checkpoint.path} (continue with --resume)." if r.checkpoint
+                        else " No checkpoint was written before the failure.")
+                print(f"rllib: trial {os.path.basename(r.path)} failed: {trial_error_message(r.error)}{last}",
+                      file=sys.stderr)
             return 1
     return 0
 

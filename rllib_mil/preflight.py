@@ -123,7 +123,7 @@ STOP_TOP_KEYS = {"training_iteration", "num_env_steps_sampled_lifetime", "num_en
 ENV_RUNNER_KEYS = {"episode_return_mean", "episode_return_max", "episode_return_min", "episode_len_mean",
                    "episode_len_max", "episode_len_min", "episode_duration_sec_mean", "num_episodes",
                    "num_episodes_lifetime", "num_env_steps_sampled", "num_env_steps_sampled_lifetime",
-                   "num_agent_steps_sampled_lifetime", "win_rate"}
+                   "num_agent_steps_sampled_lifetime", "win_rate", "expert_score"}
 STOP_SECTIONS = {"env_runners", "evaluation", "learners", "timers", "perf", "fault_tolerance"}
 
 

@@ -169,3 +169,16 @@ def test_checkpoint_carries_replay_buffer_expert_sampler_and_counters(build, tmp
     again = build(config.copy())
     again.restore_from_path(str(tmp_path / "small"))
     assert again.local_replay_buffer.get_num_timesteps() == 0
+
+
+def test_expert_normalized_score_in_the_metrics(build):
+    """Demonstrations carry the returns of their expert and of random play; evaluation then reports each
+    episode's expert-normalized score (the column of `rllib train file`'s status table)."""
+    from rllib_mil.data.demos import ensure_demos, score_reference
+
+    expert, random = score_reference(ensure_demos("mpe/simple_speaker_listener", {}, "scripted", 4, 0))
+    assert expert > random
+    algo = build(offline_config("MIFQ"))
+    ev = algo.train()["evaluation"]["env_runners"]
+    score, ret = ev["expert_score"], ev["episode_return_mean"]
+    assert score == pytest.approx((ret - random) / (expert - random), rel=1e-5)

@@ -232,6 +232,23 @@ def _open_temp(out_path: Path) -> str:
     return tmp
 
 
+# Episodes of random play measured beside every collection (the random reference of expert-normalized scores).
+RANDOM_REFERENCE_EPISODES = 20
+
+
+def score_reference(path: str | os.PathLike) -> tuple[float, float] | None:
+    """(expert mean return, random mean return) from a demonstrations file's metadata alone (the Parquet footer,
+    no rows read), or None when the file lacks the random reference or cannot be read."""
+    try:
+        meta = _decode_metadata(path, pq.read_schema(path).metadata)
+        expert, random = meta.get(S.META_EXPERT_MEAN_RETURN), meta.get(S.META_RANDOM_MEAN_RETURN)
+    except Exception:  # a missing or foreign file: no score, never a failed episode
+        return None
+    if expert is None or random is None or expert == random:
+        return None
+    return float(expert), float(random)
+
+
 def collect_demos(env_id: str, env_config: dict | None, expert, episodes: int, seed: int,
                   out_path: str | os.PathLike, *, num_env_runners: int = 0, stochastic: bool = False) -> str:
     """Roll out ``expert`` ("scripted", "random", a checkpoint path or an :class:`Expert`) for ``episodes``
@@ -271,6 +288,15 @@ def collect_demos(env_id: str, env_config: dict | None, expert, episodes: int, s
             cols, returns, wins = _collect_parallel(env_id, env.env_config, spec, stochastic, seed, episodes,
                                                     num_env_runners)
         returns = np.asarray(returns)
+        # Random play on the first episodes' seeds: the 0 of expert-normalized scores.
+        ks = list(range(min(episodes, RANDOM_REFERENCE_EPISODES)))
+        if expert_name == "random":
+            random_returns = returns[: len(ks)]
+        elif num_env_runners == 0:
+            _, random_returns, _ = _collect_episodes(env_id, env.env_config, "random", False, seed, ks)
+        else:
+            _, random_returns, _ = _collect_parallel(env_id, env.env_config, "random", False, seed, len(ks),
+                                                     min(num_env_runners, len(ks)))
         metadata = {
             S.META_SCHEMA_VERSION: S.SCHEMA_VERSION,
             S.META_ENV_ID: env.env_id,
@@ -284,6 +310,7 @@ def collect_demos(env_id: str, env_config: dict | None, expert, episodes: int, s
             S.META_EXPERT_MEAN_RETURN: float(returns.mean()),
             S.META_EXPERT_STD_RETURN: float(returns.std()),
             S.META_EXPERT_WIN_RATE: float(np.mean(wins)) if wins else None,
+            S.META_RANDOM_MEAN_RETURN: float(np.mean(random_returns)),
             S.META_EPISODES: episodes,
             S.META_SEED: seed,
             S.META_PACKAGE_VERSION: package_version(),
@@ -498,6 +525,29 @@ def cache_key(env_id: str, env_config: dict, expert: str, episodes: int, seed: i
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _cache_path(env_id: str, resolved_env_config: dict, expert: str, episodes: int, seed: int,
+                cache_dir: str | os.PathLike | None = None) -> Path:
+    key = cache_key(env_id, resolved_env_config, expert, episodes, seed)
+    directory = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    label = expert if expert in EXPERT_NAMES else "checkpoint"
+    return directory / f"{env_id.replace('/', '_')}-{label}-{int(episodes)}ep-seed{int(seed)}-{key}.parquet"
+
+
+def cached_demos_path(env_id: str, env_config: dict | None, expert: str = "scripted", episodes: int = 128,
+                      seed: int = 0) -> str:
+    """Where ``ensure_demos`` keeps these demonstrations, without collecting or reading them."""
+    from rllib_mil.envs.registry import make_team_env
+
+    expert = str(expert)
+    if expert not in EXPERT_NAMES:
+        expert = os.path.abspath(os.path.expanduser(expert))
+    env = make_team_env(env_id, env_config)
+    try:
+        return str(_cache_path(env_id, env.env_config, expert, episodes, seed))
+    finally:
+        env.close()
+
+
 def ensure_demos(env_id: str, env_config: dict | None = None, expert: str = "scripted", episodes: int = 128,
                  seed: int = 0, cache_dir: str | os.PathLike | None = None) -> str:
     """Path of cached demonstrations for these arguments, collecting them on first use.
@@ -513,10 +563,7 @@ def ensure_demos(env_id: str, env_config: dict | None = None, expert: str = "scr
     if expert not in EXPERT_NAMES:  # a checkpoint: cache by its absolute path
         expert = os.path.abspath(os.path.expanduser(expert))
     env = make_team_env(env_id, env_config)  # resolves defaults, so {} and {"N": 3} share a cache entry
-    key = cache_key(env_id, env.env_config, expert, episodes, seed)
-    directory = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    label = expert if expert in EXPERT_NAMES else "checkpoint"
-    path = directory / f"{env_id.replace('/', '_')}-{label}-{int(episodes)}ep-seed{int(seed)}-{key}.parquet"
+    path = _cache_path(env_id, env.env_config, expert, episodes, seed, cache_dir)
     try:
         if path.is_file():
             try:
@@ -536,7 +583,7 @@ def demos_info(path: str | os.PathLike) -> str:
     meta = demos.metadata
     returns = demos.episode_returns()
     lines = [f"demonstrations: {demos.path}"]
-    for key in S.REQUIRED_METADATA + (S.META_EXPERT_ACTIONS, S.META_SUBSET_OF):
+    for key in S.REQUIRED_METADATA + (S.META_EXPERT_ACTIONS, S.META_SUBSET_OF, S.META_RANDOM_MEAN_RETURN):
         if key in meta:
             lines.append(f"  {key.split('.', 1)[1]:<20} {json.dumps(meta[key])}")
     lines += [

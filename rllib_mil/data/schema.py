@@ -83,6 +83,9 @@ META_SUBSET_OF = "rllib_mil.subset_of"
 META_EXPERT_MEAN_RETURN = "rllib_mil.expert_mean_return"
 META_EXPERT_STD_RETURN = "rllib_mil.expert_std_return"
 META_EXPERT_WIN_RATE = "rllib_mil.expert_win_rate"  # null where the game has no win
+# Optional (files from before it lack it): uniform-random play's mean return on the first episodes' reset seeds;
+# with the expert's it turns a return into an expert-normalized score (expert 1, random 0).
+META_RANDOM_MEAN_RETURN = "rllib_mil.random_mean_return"
 META_EPISODES = "rllib_mil.episodes"
 META_SEED = "rllib_mil.seed"
 META_PACKAGE_VERSION = "rllib_mil.package_version"
