@@ -27,6 +27,13 @@ def free_port():
         return s.getsockname()[1]
 
 
+def node_ports():
+    """Ports of a node's own agents, free ones: the defaults (e.g. the dashboard agent's 52365) are taken by any
+    other Ray on the machine (the test session's own), and two nodes on one machine cannot share them either."""
+    return [f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+            f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}"]
+
+
 def ray_cmd(*args, env, timeout=120):
     return subprocess.run([os.path.join(BIN, "ray"), *args], env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -57,11 +64,11 @@ def two_node_cluster(cli_env):
     env["RAY_AUTH_MODE"] = "disabled"  # one mode for head, worker and job client (a local, loopback-only cluster)
     head = ray_cmd("start", "--head", f"--port={port}", "--num-cpus=1", "--num-gpus=0", f"--temp-dir={temp_dir}",
                    "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-                   "--disable-usage-stats", env=env)
+                   *node_ports(), "--disable-usage-stats", env=env)
     try:
         assert head.returncode == 0, head.stdout + head.stderr
         worker = ray_cmd("start", f"--address=127.0.0.1:{port}", "--num-cpus=2", "--num-gpus=0",
-                         '--resources={"env_runner_node": 2}', "--disable-usage-stats", env=env)
+                         '--resources={"env_runner_node": 2}', *node_ports(), "--disable-usage-stats", env=env)
         assert worker.returncode == 0, worker.stdout + worker.stderr
         yield {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dash}", "env": env}
     finally:

@@ -1,7 +1,7 @@
 """Registry of the algorithms this package provides: name -> (Algorithm class, Config class).
 
 Families, because they are tested differently: ``IMITATION`` algorithms learn from demonstrations
-(``expert_data``; tests/test_imitation.py loops over all of them), ``INVERSE_Q`` is the inverse soft-Q subset
+(``expert_data``; tests/test_imitation.py loops over all of them, benchmarks/table1.py measures all of them), ``INVERSE_Q`` is the inverse soft-Q subset
 (MIFQ and its ablations, online with replay rows in the loss; tests/test_algorithms.py), ``RL`` algorithms learn
 from the env reward (MAPPO trains the experts; tests/test_rl_algorithms.py). A new algorithm is tested by being
 registered here.
