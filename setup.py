@@ -28,7 +28,8 @@ setup(
         # protobuf<3.21; ray 2.60 runs with protobuf 3.20.3.
         "smacv2": [f"smacv2 @ git+https://github.com/oxwhirl/smacv2.git@{SMACV2_COMMIT}", "protobuf==3.20.3"],
         # Everything the test suite needs (SMAX included; SMACv2 runs against a contract fake).
-        "dev": ["pytest>=8", "pytest-timeout>=2", *SMAX],
+        # jsonschema: the KubeRay manifests against the CRD schemas; psutil: tearing down the test's own Ray cluster.
+        "dev": ["pytest>=8", "pytest-timeout>=2", "jsonschema>=4", "psutil>=5", *SMAX],
     },
     entry_points={"console_scripts": ["rllib=rllib_mil.cli:main"]},
     include_package_data=True,
