@@ -156,11 +156,14 @@ STATUS_COLUMNS = {
 
 def use_status_columns() -> None:
     """Make Tune's status table (its new terminal output, ray.tune.experimental.output) show STATUS_COLUMNS only."""
-    from ray.tune.experimental import output
+    try:
+        from ray.tune.experimental import output
 
-    output.DEFAULT_COLUMNS.clear()
-    output.DEFAULT_COLUMNS.update(STATUS_COLUMNS)
-    output._infer_user_metrics = lambda trials, limit=4: []
+        output.DEFAULT_COLUMNS.clear()
+        output.DEFAULT_COLUMNS.update(STATUS_COLUMNS)
+        output._infer_user_metrics = lambda trials, limit=4: []
+    except (ImportError, AttributeError):  # another Tune layout: keep its own table rather than fail the run
+        pass
 
 
 def _resolve_storage(path: Optional[str]) -> str:

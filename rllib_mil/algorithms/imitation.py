@@ -1,4 +1,4 @@
-"""What every imitation algorithm here shares (MIFQ, IIQ, IQVDN, BC): the demonstrations setting and its
+"""What every imitation algorithm here shares (MIFQ, IIQ, IQVDN, BC, MASQIL, MAGAIL): the demonstrations setting and its
 resolution, the shared agent network settings, offline mode, the on-device expert buffer on the learner, and
 expert-only updates.
 
