@@ -52,6 +52,8 @@ def run_one(task, seed, args):
 
     torch.set_num_threads(1)
     (exp,) = load_experiments(os.path.join(ROOT, TASKS[task])).values()
+    # --config: JSON overrides of the tuned example's config keys (checked by the same rules as the CLI's)
+    exp = {**exp, "config": {**(exp.get("config") or {}), **json.loads(args.config)}}
     config, _ = build_config(exp)
     config = config.env_runners(num_env_runners=args.num_env_runners).debugging(seed=seed)
     config.evaluation(evaluation_interval=None)  # evaluated below, on fixed seeds
@@ -87,7 +89,8 @@ def run_one(task, seed, args):
         "sampled_return": res["mappo_sampled"][0], "expert_return": res["scripted"][0],
         "expert_return_std": res["scripted"][1], "random_return": res["random"][0], "score": score,
         "env_steps": curve[-1][0], "plateau": stop_plateau, "wall_s": wall, "eval_episodes": args.eval_episodes,
-        "checkpoint": os.path.relpath(ckpt, ROOT), "curve": curve,
+        "checkpoint": os.path.relpath(ckpt, ROOT), "curve": curve, "config": json.loads(args.config),
+        "tag": args.tag,
         "curve_label": "sampled return (training rollouts)", "expert_label": "scripted expert",
         "budget": (f"Here 'expert' is the scripted expert and the score compares MAPPO with it. Budget: MAPPO from "
                    f"tuned_examples/mappo_mpe_<task>.yaml, trained until the 10-iteration mean return gained < {args.min_delta} over "
@@ -109,6 +112,9 @@ def main(argv=None):
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks/results/mappo_experts.jsonl"))
     p.add_argument("--checkpoints", default=os.path.join(ROOT, "benchmarks/results/mappo_experts"))
     p.add_argument("--shard", default="0/1", help="i/k: run every k-th (task, seed) starting at i")
+    p.add_argument("--config", default="{}", help="JSON overrides of the tuned example's config, e.g. "
+                   "'{\"use_gru\": true}'")
+    p.add_argument("--tag", default="", help="label stored in each row (for ablations)")
     p.add_argument("--report", default=None, help="aggregate this .jsonl into --docs instead of running")
     p.add_argument("--docs", default=os.path.join(ROOT, "docs"))
     args = p.parse_args(argv)
