@@ -35,6 +35,7 @@ from typing_extensions import Self
 from rllib_mil.data.demos import ensure_demos, read_demos
 from rllib_mil.data.expert_buffer import ExpertBuffer
 from rllib_mil.envs.registry import make_team_env
+from rllib_mil.algorithms.utils import set_provided
 
 # Batch key of an expert-only update: no replay rows, the learner draws expert rows only.
 EXPERT_ONLY = "expert_only"
@@ -104,7 +105,8 @@ class ImitationConfig(AlgorithmConfig):
     ) -> Self:
         """Sets the shared imitation settings; see ``__init__`` for each one's meaning and default."""
         super().training(**kwargs)
-        for name, value in dict(
+        set_provided(
+            self,
             expert_data=expert_data,
             expert_batch_size=expert_batch_size,
             hidden=hidden,
@@ -114,9 +116,7 @@ class ImitationConfig(AlgorithmConfig):
             offline=offline,
             num_updates_per_iteration=num_updates_per_iteration,
             checkpoint_replay_buffer=checkpoint_replay_buffer,
-        ).items():
-            if value is not NotProvided:
-                setattr(self, name, value)
+        )
         return self
 
     @override(AlgorithmConfig)

@@ -6,6 +6,15 @@ from typing import Mapping
 import torch
 
 
+def set_provided(config, **values) -> None:
+    """Set each setting given a value (RLlib's ``training(...)`` convention: ``NotProvided`` = leave it)."""
+    from ray.rllib.algorithms.algorithm_config import NotProvided
+
+    for name, value in values.items():
+        if value is not NotProvided:
+            setattr(config, name, value)
+
+
 def raise_if_not_finite(algo: str, loss: torch.Tensor, terms: Mapping[str, torch.Tensor], fix: str) -> None:
     """A non-finite loss stops training with the loss terms and a fix named (checkpoints already written stay)."""
     if torch.isfinite(loss):

@@ -25,6 +25,7 @@ from rllib_mil.algorithms.imitation import ImitationAlgorithm, ImitationConfig
 from rllib_mil.algorithms.magail.magail_loss import REWARD_TYPES
 from rllib_mil.algorithms.mappo.mappo import MAPPO, MAPPOConfig
 from rllib_mil.modules.agent_nets import ACTIVATIONS
+from rllib_mil.algorithms.utils import set_provided
 
 
 class MAGAILConfig(MAPPOConfig, ImitationConfig):
@@ -74,7 +75,8 @@ class MAGAILConfig(MAPPOConfig, ImitationConfig):
     ) -> Self:
         """Sets the discriminator's settings (see ``__init__``), MAPPO's and the shared imitation settings."""
         super().training(**kwargs)
-        for name, value in dict(
+        set_provided(
+            self,
             disc_hidden=disc_hidden,
             disc_activation=disc_activation,
             disc_centralized=disc_centralized,
@@ -82,9 +84,7 @@ class MAGAILConfig(MAPPOConfig, ImitationConfig):
             disc_updates_per_iteration=disc_updates_per_iteration,
             disc_grad_penalty=disc_grad_penalty,
             disc_reward=disc_reward,
-        ).items():
-            if value is not NotProvided:
-                setattr(self, name, value)
+        )
         return self
 
     @override(MAPPOConfig)

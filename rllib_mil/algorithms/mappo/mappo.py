@@ -21,6 +21,7 @@ from ray.rllib.utils.annotations import override
 from typing_extensions import Self
 
 from rllib_mil.modules.agent_nets import ACTIVATIONS
+from rllib_mil.algorithms.utils import set_provided
 
 
 class MAPPOConfig(PPOConfig):
@@ -96,7 +97,8 @@ class MAPPOConfig(PPOConfig):
     ) -> Self:
         """Sets MAPPO's settings (see ``__init__``) and PPO's (passed through)."""
         super().training(**kwargs)
-        for name, value in dict(
+        set_provided(
+            self,
             actor_hidden=actor_hidden,
             activation=activation,
             add_agent_id=add_agent_id,
@@ -106,9 +108,7 @@ class MAPPOConfig(PPOConfig):
             critic_hidden=critic_hidden,
             value_normalization=value_normalization,
             vf_huber_delta=vf_huber_delta,
-        ).items():
-            if value is not NotProvided:
-                setattr(self, name, value)
+        )
         return self
 
     @override(PPOConfig)

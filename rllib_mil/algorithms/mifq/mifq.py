@@ -38,6 +38,7 @@ from typing_extensions import Self
 
 from rllib_mil.algorithms.imitation import ImitationAlgorithm, ImitationConfig, sync_env_runner_weights
 from rllib_mil.modules.mixers import MIXERS
+from rllib_mil.algorithms.utils import set_provided
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +169,8 @@ class MIFQConfig(ImitationConfig):
     ) -> Self:
         """Sets MIFQ's training settings; see ``__init__`` for each one's meaning and default."""
         super().training(**kwargs)
-        for name, value in dict(
+        set_provided(
+            self,
             alpha=alpha,
             rollout_alpha=rollout_alpha,
             mixer=mixer,
@@ -189,9 +191,7 @@ class MIFQConfig(ImitationConfig):
             bc_temperature=bc_temperature,
             grad_penalty=grad_penalty,
             num_steps_sampled_before_learning_starts=num_steps_sampled_before_learning_starts,
-        ).items():
-            if value is not NotProvided:
-                setattr(self, name, value)
+        )
         if replay_buffer_config is not NotProvided:
             # Update (not replace) so a YAML can change only the capacity.
             self.replay_buffer_config = {**self.replay_buffer_config, **replay_buffer_config}
