@@ -179,7 +179,8 @@ def check_resources(run: str, config, wait_s: float = 0.0) -> None:
             print(f"waiting up to {wait_s:.0f} s for the cluster to offer {short} (has {have})", flush=True)
             said = True
         time.sleep(5.0)
-    for res, amount in short.items():
+    if short:
+        res, amount = next(iter(short.items()))
         raise ConfigError(
             f"One {run} trial needs {amount:g} {res} but the Ray cluster has {have.get(res, 0.0):g} "
             f"(main process {config.num_cpus_for_main_process:g} CPU + {config.num_env_runners} env runners x "
