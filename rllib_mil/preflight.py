@@ -25,6 +25,8 @@ def suggest(key: str, valid) -> str:
 
 # Settings whose number may also be a schedule [[timestep, value], ...] (RLlib's learning-rate / entropy schedules).
 SCHEDULE_KEYS = {"lr", "entropy_coeff"}
+# Settings that take a value of another kind besides their default's (MIFQConfig.chi2_replay: True/False/"state").
+OTHER_KINDS = {"chi2_replay": {"string"}}
 
 
 def _kind(value) -> str:
@@ -49,7 +51,7 @@ def check_value_types(source: str, run: str, values: Dict[str, Any], defaults) -
         want, got = _kind(default), _kind(value)
         if default is None or want not in ("bool", "number", "string", "list", "mapping") or want == got:
             continue
-        if want == "number" and got == "list" and key in SCHEDULE_KEYS:
+        if want == "number" and got == "list" and key in SCHEDULE_KEYS or got in OTHER_KINDS.get(key, ()):
             continue
         hint = ""
         if want == "number" and isinstance(value, str):

@@ -356,6 +356,7 @@ def test_optional_terms_train(name, build):
 
 @pytest.mark.parametrize("value_rows,chi2_replay,replay_rows", [
     ("expert", False, 0), ("expert", True, TRAIN_BATCH), ("replay", False, TRAIN_BATCH), ("all", True, TRAIN_BATCH),
+    ("expert", "state", TRAIN_BATCH),
 ])
 def test_rows_in_the_loss_follow_the_config(value_rows, chi2_replay, replay_rows, build):
     """`replay_rows` says how many replay rows entered the loss; each kind of row reports its own terms."""
@@ -367,7 +368,7 @@ def test_rows_in_the_loss_follow_the_config(value_rows, chi2_replay, replay_rows
     assert float(stats["expert_rows"]) == EXPERT_BATCH
     assert ("value_term_replay" in stats) == (value_rows != "expert")
     assert ("value_term_expert" in stats) == (value_rows != "replay")
-    assert ("chi2_term_replay" in stats) == chi2_replay
+    assert ("chi2_term_replay" in stats) == bool(chi2_replay)
 
 
 @pytest.mark.parametrize("name", ALGO_NAMES)
@@ -409,11 +410,69 @@ def test_offline_mode_samples_nothing_and_has_no_replay_buffer(name, build):
                                             ({"bc_temperature": 0}, "bc_temperature"),
                                             ({"grad_penalty": "big"}, "grad_penalty"),
                                             ({"chi2_replay": "yes"}, "chi2_replay"),
-                                            ({"mixer_shared": 1}, "mixer_shared")])
+                                            ({"mixer_shared": 1}, "mixer_shared"),
+                                            ({"mixer_lr": 0}, "mixer_lr"),
+                                            ({"replay_is_weights": True, "chi2_replay": False}, "replay_is"),
+                                            ({"replay_is_clip": 0}, "replay_is_clip"),
+                                            ({"mixer_lr": 1e-3, "mixer": "none"}, "mixer_lr")])
 def test_bad_iq_options_fail_validation(settings, match):
     _, config_cls = ALGORITHMS["MIFQ"]
     with pytest.raises(ValueError, match=match):
         config_cls().environment(SPREAD).training(expert_data=SMALL_DEMOS, **settings).validate()
+
+
+def test_replay_rows_carry_the_behaviour_logp_for_importance_weights(build):
+    """replay_is_weights: the env runners store log μ_i(a_i|o_i) of each sampled action; before any update μ is
+    the learner's own softmax(Q_i/α), and the weighted χ² runs and logs its mean weight."""
+    import torch
+    from rllib_mil.envs.contract import ACTION_MASK, OBS
+    from rllib_mil.modules.soft import action_logp
+    from rllib_mil.algorithms.mifq.mifq import attach_behaviour_logp
+    from rllib_mil.modules.team_module import BEHAVIOUR_LOGP
+
+    algo = build(make_config("MIFQ", replay_is_weights=True, num_steps_sampled_before_learning_starts=10_000))
+    algo.train()
+    episodes = algo.local_replay_buffer.sample(num_items=16, n_step=1, gamma=0.9, sample_episodes=True)
+    attach_behaviour_logp(episodes, algo.local_replay_buffer)
+    assert len({ep.t_started for ep in episodes}) > 1  # steps from inside the episodes, not only their first
+    module = learner_module(algo)
+    for ep in episodes:
+        obs = ep.get_observations(0)
+        q = module.q_values(torch.as_tensor(obs[OBS])[None])[0].detach()  # (n, A)
+        want = action_logp(q, torch.as_tensor(obs[ACTION_MASK]), algo.config.alpha,
+                           torch.as_tensor(ep.get_actions(0)))
+        np.testing.assert_allclose(np.asarray(ep.get_extra_model_outputs(BEHAVIOUR_LOGP, 0)), want.numpy(),
+                                   rtol=1e-4, atol=1e-5)
+    algo.config._is_frozen = False
+    algo.config.num_steps_sampled_before_learning_starts = 0
+    result = algo.train()
+    stats = result["learners"][MODULE_ID]
+    assert 0 < float(stats["replay_is_weight_mean"]) <= algo.config.replay_is_clip
+    assert float(stats["replay_rows"]) == TRAIN_BATCH
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_mixer_lr_gives_the_mixers_their_own_optimizer(shared, build):
+    """`mixer_lr` (Algorithm 1's lambda_omega): the mixers' parameters, and only they, train under their own Adam at
+    that learning rate; the Q network keeps `lr`; both change in an update."""
+    algo = build(make_config("MIFQ", mixer_lr=3e-3, lr=1e-4, mixer_shared=shared))
+    learner = algo.learner_group._learner
+    full = learner_module(algo)
+    opts = dict(learner.get_optimizers_for_module(MODULE_ID))
+    assert set(opts) == {"default_optimizer", "mixer"}
+    mixer_ids = {id(p) for m in (full.v_mixer, full.r_mixer) for p in m.parameters()}
+    in_opt = {name: {id(p) for g in o.param_groups for p in g["params"]} for name, o in opts.items()}
+    assert in_opt["mixer"] == mixer_ids and not (in_opt["default_optimizer"] & mixer_ids)
+    assert opts["mixer"].param_groups[0]["lr"] == pytest.approx(3e-3)
+    assert opts["default_optimizer"].param_groups[0]["lr"] == pytest.approx(1e-4)
+    before = learner_weights(algo)
+    before = {k: np.array(v, copy=True) for k, v in before.items()}
+    for _ in range(LEARNING_STARTS // FRAGMENT + 1):
+        algo.train()
+    after = learner_weights(algo)
+    assert state_differs({k: v for k, v in after.items() if "mixer" in k}, {k: v for k, v in before.items() if "mixer" in k})
+    assert state_differs({k: v for k, v in after.items() if k.startswith("q_net.")},
+                         {k: v for k, v in before.items() if k.startswith("q_net.")})
 
 
 @pytest.mark.parametrize("shared", [True, False])

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from rllib_mil.algorithms.mifq.mifq_loss import chi2_phi, mifq_loss
+from rllib_mil.algorithms.mifq.mifq_loss import chi2_phi, mifq_loss, replay_chi2_input
 from rllib_mil.modules import HyperMonotoneMixer, SumMixer, WeightedSumMixer, soft_value
 
 D = torch.float64
@@ -110,6 +110,47 @@ def test_hand_computation_chi2_on_replay_rows_iiq():
     # ½·mean over 4 rows of Σ_i r_i² = ½·mean(0+4, .25+1, 1+1, 0+9) = ½·4.0625 = 2.03125
     loss, terms = mifq_loss(**HAND, **REPLAY, r_mixer=None, v_mixer=None)
     assert terms["reward_term"].item() == pytest.approx(-1.75 + 2.03125)
+
+
+def test_importance_weighted_chi2_on_replay_rows():
+    """replay_weight: ratios π_i/μ_i per agent; the mixed χ² weights each replay row by their product (clipped), IIQ
+    each agent's term by its own (clipped); expert rows keep weight 1."""
+    w = torch.tensor([[2.0, 1.0], [0.5, 0.5]])
+    # VDN: joint [2, .25] -> clipped [1.5, .25]; ½·mean(4, 2.25, 1.5·0, .25·9) = ½·8.5/4 = 1.0625.
+    _, terms = mifq_loss(**HAND, **REPLAY, r_mixer=SumMixer(2), v_mixer=SumMixer(2), replay_weight=w,
+                         replay_weight_clip=1.5)
+    assert terms["reward_term"].item() == pytest.approx(-1.75 + 1.0625)
+    # IIQ: clipped [[1.5, 1], [.5, .5]]; replay rows 1.5·1 + 1·1 = 2.5 and .5·0 + .5·9 = 4.5; expert rows 4, 1.25.
+    _, terms = mifq_loss(**HAND, **REPLAY, r_mixer=None, v_mixer=None, replay_weight=w, replay_weight_clip=1.5)
+    assert terms["reward_term"].item() == pytest.approx(-1.75 + 0.5 * (4 + 1.25 + 2.5 + 4.5) / 4)
+    # Unit weights change nothing.
+    a, _ = mifq_loss(**HAND, **REPLAY, r_mixer=SumMixer(2), v_mixer=SumMixer(2), replay_weight=torch.ones(2, 2))
+    b, _ = mifq_loss(**HAND, **REPLAY, r_mixer=SumMixer(2), v_mixer=SumMixer(2))
+    assert a.item() == pytest.approx(b.item())
+    with pytest.raises(ValueError, match="replay_weight"):
+        mifq_loss(**HAND, **REPLAY, r_mixer=None, v_mixer=None, replay_weight=torch.ones(3, 2))
+
+
+def test_state_anchor_replaces_the_taken_q_by_v_on_replay_rows():
+    """chi2_replay="state": the replay rows' χ² reads V_i(o_i) (the action-free reward V − γV'), so by hand with
+    VDN: V = [2, 1], V' = [0, 4], not done, γ = .5 -> r = [2, -1], R^tot = -1, ½·mean over (expert 4, 2.25,
+    replay 1) = 7.25/6; and its gradient at a replay row is the same whatever action was taken there."""
+    q = torch.tensor([[[2.0, 0.0], [1.0, 1.0]]], requires_grad=True)  # (1, n=2, A=2)
+    chosen = {}
+    for name, actions in (("a", [[0], [0]]), ("b", [[1], [1]])):
+        v = soft_value(q, torch.ones_like(q), 1.0)  # (1, 2)
+        q_taken = q.gather(-1, torch.tensor([actions])).squeeze(-1)  # (1, 2, 1) -> (1, 2)
+        x = replay_chi2_input(q_taken, v, "state")
+        assert torch.equal(x, v) and torch.equal(replay_chi2_input(q_taken, v, True), q_taken)
+        loss, terms = mifq_loss(**HAND, q_taken_r=x, v_next_r=torch.tensor([[0.0, 4.0]]), done_r=torch.tensor([0.0]),
+                                state_r=None, r_mixer=SumMixer(2), v_mixer=SumMixer(2))
+        (grad,) = torch.autograd.grad(loss, q)
+        chosen[name] = (terms, grad)
+    v0 = v.detach()[0]
+    r = torch.stack([v0[0] - 0.0, v0[1] - 0.5 * 4.0])
+    chi2 = 0.5 * (4 + 2.25 + float(r.sum()) ** 2) / 3
+    assert chosen["a"][0]["reward_term"].item() == pytest.approx(-1.75 + chi2)
+    assert torch.allclose(chosen["a"][1], chosen["b"][1])
 
 
 def test_terms_split_by_kind_of_row():

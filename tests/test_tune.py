@@ -74,6 +74,28 @@ def test_interrupted_experiment_resumes_from_its_checkpoint(tmp_path, cli_env):
     assert nothing.returncode == 0 and "nothing to resume" in nothing.stdout, explain(nothing)
 
 
+def test_pbt_through_the_cli_exploits_and_perturbs(tmp_path, cli_env):
+    """`--scheduler pbt` end to end: two trials, a perturbation every 2 iterations; the weaker trial restores the
+    stronger one's checkpoint and continues with a perturbed lr (its results show the change, Tune logs the
+    exploit), and both reach the stop criterion."""
+    cfg = write_yaml(tmp_path / "pbt.yaml", exp_name="pbt", stop={"training_iteration": 8},
+                     config={**TINY, "lr": {"loguniform": [0.0001, 0.001]}})
+    proc = run_cli(["train", "file", cfg, "--storage-path", str(tmp_path / "r"), "--scheduler", "pbt",
+                    "--pbt-interval", "2", "--num-samples", "2", "--metric", "env_runners/episode_return_mean"],
+                   cli_env, timeout=600)
+    assert proc.returncode == 0, explain(proc)
+    trials = sorted(p for p in glob.glob(str(tmp_path / "r" / "pbt" / "*")) if os.path.isdir(p))
+    assert len(trials) == 2, explain(proc)
+    runs = [results_of(t) for t in trials]
+    assert all(r[-1]["training_iteration"] == 8 for r in runs), [[x["training_iteration"] for x in r] for r in runs]
+    # Some trial changed its lr mid-run: PBT's exploit (copy the other's checkpoint) + explore (perturb).
+    lrs = [[x["config"]["lr"] for x in r] for r in runs]
+    assert any(len(set(lr)) > 1 for lr in lrs), lrs
+    policies = glob.glob(str(tmp_path / "r" / "pbt" / "pbt_policy_*.txt")) + glob.glob(
+        str(tmp_path / "r" / "pbt" / "pbt_global.txt"))
+    assert policies, os.listdir(tmp_path / "r" / "pbt")
+
+
 def test_perturbed_settings_are_in_effect_after_restore(build, tmp_path):
     """What PBT does on exploit: a new trial with the perturbed config restores another trial's checkpoint."""
     base = (MIFQConfig().environment("mpe/simple_spread").training(**{k: v for k, v in TINY.items()

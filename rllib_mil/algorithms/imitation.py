@@ -35,6 +35,7 @@ from typing_extensions import Self
 from rllib_mil.data.demos import ensure_demos, read_demos
 from rllib_mil.data.expert_buffer import ExpertBuffer
 from rllib_mil.envs.registry import make_team_env
+from rllib_mil.algorithms.fault import HungEnvRunnerGuard
 from rllib_mil.algorithms.utils import set_provided
 
 # Batch key of an expert-only update: no replay rows, the learner draws expert rows only.
@@ -43,6 +44,7 @@ EXPERT_ONLY = "expert_only"
 REPLAY_BUFFER = "replay_buffer"
 OFFLINE_UPDATES = "n_offline_updates"
 EXPERT_SAMPLER = "expert_sampler_rng"
+REPLAY_SAMPLER = "replay_sampler_rng"
 
 
 class ImitationConfig(AlgorithmConfig):
@@ -156,7 +158,7 @@ class ImitationConfig(AlgorithmConfig):
         }
 
 
-class ImitationAlgorithm(Algorithm):
+class ImitationAlgorithm(HungEnvRunnerGuard, Algorithm):
     """Base of the imitation algorithms: the demonstrations are resolved and validated on the driver before
     anything else starts, offline runs get no replay buffer, and ``_n_offline_updates`` counts expert-only
     updates (their target-network schedule)."""
@@ -174,7 +176,12 @@ class ImitationAlgorithm(Algorithm):
         # Offline: no replay buffer at all (nothing would fill it).
         if config.get("offline"):
             return None
-        return super()._create_local_replay_buffer_if_necessary(config)
+        buffer = super()._create_local_replay_buffer_if_necessary(config)
+        if buffer is not None and hasattr(buffer, "rng"):
+            # RLlib seeds the episode buffer's sampler from the OS (seed=None): runs with the same `seed` would draw
+            # different replay rows. Seed it from the config (its state is checkpointed, see get_state).
+            buffer.rng = np.random.default_rng(config.seed)
+        return buffer
 
     @override(Algorithm)
     def get_state(self, components=None, *, not_components=None, **kwargs) -> Dict[str, Any]:
@@ -183,6 +190,8 @@ class ImitationAlgorithm(Algorithm):
         if (self.config.checkpoint_replay_buffer and self.local_replay_buffer is not None
                 and self._check_component(REPLAY_BUFFER, components, not_components)):
             state[REPLAY_BUFFER] = self.local_replay_buffer.get_state()
+        if self.local_replay_buffer is not None and hasattr(self.local_replay_buffer, "rng"):
+            state[REPLAY_SAMPLER] = self.local_replay_buffer.rng.bit_generator.state
         return state
 
     @override(Algorithm)
@@ -191,6 +200,8 @@ class ImitationAlgorithm(Algorithm):
         self._n_offline_updates = state.get(OFFLINE_UPDATES, self._n_offline_updates)
         if REPLAY_BUFFER in state and self.local_replay_buffer is not None:
             self.local_replay_buffer.set_state(state[REPLAY_BUFFER])
+        if REPLAY_SAMPLER in state and self.local_replay_buffer is not None:
+            self.local_replay_buffer.rng.bit_generator.state = state[REPLAY_SAMPLER]
 
     def _offline_training_step(self) -> None:
         # Expert rows only: the learner draws them from its on-device buffer.

@@ -72,6 +72,13 @@ def boltzmann_sample(
     return actions.reshape(lead)  # (...)
 
 
+def action_logp(q: torch.Tensor, mask: Optional[torch.Tensor], alpha: Alpha, actions: torch.Tensor) -> torch.Tensor:
+    """log softmax(Q/α)(a) over available actions for the given actions: ``(..., A), (...) -> (...)``."""
+    _check_alpha(alpha)
+    logp = torch.log_softmax(masked_q(q / alpha, mask), dim=-1)  # (..., A)
+    return logp.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)  # (..., 1) -> (...)
+
+
 def greedy_actions(q: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
     """argmax of Q over available actions: ``(..., A) -> (...)`` int64."""
     return masked_q(q, mask).argmax(dim=-1)

@@ -20,10 +20,13 @@ from ray.rllib.utils.schedules.scheduler import Scheduler
 
 from rllib_mil.envs.contract import ACTION_MASK, OBS, team_dims
 from rllib_mil.modules.agent_nets import SharedAgentGRUNet, SharedAgentQNet
-from rllib_mil.modules.soft import boltzmann_sample, greedy_actions
+from rllib_mil.modules.soft import action_logp, boltzmann_sample, greedy_actions
 
 # Recurrent state key (per-agent GRU hidden state, (B, n, H)).
 GRU_STATE = "h"
+# Extra model output of exploration: log-probability of each agent's sampled action under the rollout policy,
+# (B, n); RLlib keeps it in the episodes, so a learner can importance-weight replay rows (MIFQConfig.replay_is_weights).
+BEHAVIOUR_LOGP = "behaviour_logp"
 
 
 class TeamAgentModule(TorchRLModule):
@@ -86,7 +89,9 @@ class TeamAgentModule(TorchRLModule):
         self.alpha_schedule.update(t)
         alpha = float(self.alpha_schedule.get_current_value())
         q, out = self._rollout_q(batch)
-        return {Columns.ACTIONS: boltzmann_sample(q, batch[Columns.OBS][ACTION_MASK], alpha), **out}
+        mask = batch[Columns.OBS][ACTION_MASK]
+        actions = boltzmann_sample(q, mask, alpha)
+        return {Columns.ACTIONS: actions, BEHAVIOUR_LOGP: action_logp(q.detach(), mask, alpha, actions), **out}
 
     @override(RLModule)
     def _forward_train(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:

@@ -21,6 +21,7 @@ from ray.rllib.utils.annotations import override
 from typing_extensions import Self
 
 from rllib_mil.modules.agent_nets import ACTIVATIONS
+from rllib_mil.algorithms.fault import HungEnvRunnerGuard
 from rllib_mil.algorithms.utils import set_provided
 
 
@@ -155,7 +156,7 @@ class MAPPOConfig(PPOConfig):
         return MAPPOTorchLearner
 
 
-class MAPPO(PPO):
+class MAPPO(HungEnvRunnerGuard, PPO):
     """MAPPO: PPO's training step on the team env; the module and loss are MAPPO's."""
 
     @classmethod

@@ -19,6 +19,7 @@ from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.learner import Learner
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.env.utils.infinite_lookback_buffer import InfiniteLookbackBuffer
 from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.annotations import override
@@ -44,6 +45,9 @@ logger = logging.getLogger(__name__)
 
 # Choices of MIFQConfig.value_rows.
 VALUE_ROWS = ("all", "expert", "replay")
+# Choices of MIFQConfig.chi2_replay ("state": the action-free anchor). `x in CHI2_REPLAY` with x = 1 is True too,
+# but YAML gives bools, and preflight type-checks against the default's type.
+CHI2_REPLAY = (True, False, "state")
 
 
 class MIFQConfig(ImitationConfig):
@@ -99,7 +103,9 @@ class MIFQConfig(ImitationConfig):
         # Rows whose recovered reward enters the chi^2 regulariser: False = expert rows only (eq. 9 as written,
         # phi(R^tot) on expert rows); True = expert and replay rows, E_e[R^tot] + 1/2 E_{e+r}[(R^tot)^2], as in
         # IQ-Learn's reference code. Without it nothing bounds Q on states the expert never visits and the
-        # value term drags Q down without limit (see README "Deviations").
+        # value term drags Q down without limit (see README "Deviations"). "state" = an action-free anchor: the
+        # chi^2 on replay rows uses the state-only reward V_i(o_i) - gamma V_i(o_i') instead of Q_i(o_i, a_i) -
+        # gamma V_i(o_i'), so it bounds V on replay states without penalising the action taken there.
         self.chi2_replay = True
         # Rows of the value term E[V^tot(S) - gamma V^tot(S')]: "all" = expert and replay rows (IQ-Learn's online
         # form), "replay" = replay rows only (eq. 9 as written, Algorithm 1), "expert" = expert rows only
@@ -119,6 +125,16 @@ class MIFQConfig(ImitationConfig):
         # Weight of IQ-Learn's gradient penalty on observations interpolated between expert and replay rows,
         # E[(|grad_o sum_a Q_i(o, a)| - 1)^2] (0 = off; online only).
         self.grad_penalty = 0.0
+        # Importance-weight each replay row's chi^2 by pi(A|S)/mu(A|S) (current policy softmax(Q/alpha) over the env
+        # runners' behaviour, product over agents), clipped at `replay_is_clip`. Without it the chi^2 and value
+        # terms on replay rows balance at r(s, a) = -pi(a|s)/mu(a|s) for the action taken, a penalty that hits
+        # whatever the policy now prefers hardest and so rotates its argmax; with it they balance at a penalty
+        # that depends on the state only (README "Online MIFQ"). Not in the paper.
+        self.replay_is_weights = False
+        self.replay_is_clip = 10.0
+        # Learning rate of the mixers' hypernetworks (Algorithm 1's lambda_omega; the Q network uses `lr`, lambda_theta).
+        # None = one optimizer with `lr` for both.
+        self.mixer_lr = None
         # Offline mode (ImitationConfig.offline): every update uses expert rows only (the value term then runs on
         # expert rows whatever `value_rows` says), and the target network schedule (`target_network_update_freq`)
         # counts learner updates instead of sampled env steps.
@@ -163,6 +179,9 @@ class MIFQConfig(ImitationConfig):
         bc_coef: Optional[float] = NotProvided,
         bc_temperature: Optional[float] = NotProvided,
         grad_penalty: Optional[float] = NotProvided,
+        mixer_lr: Optional[float] = NotProvided,
+        replay_is_weights: Optional[bool] = NotProvided,
+        replay_is_clip: Optional[float] = NotProvided,
         num_steps_sampled_before_learning_starts: Optional[int] = NotProvided,
         replay_buffer_config: Optional[dict] = NotProvided,
         **kwargs,
@@ -190,6 +209,9 @@ class MIFQConfig(ImitationConfig):
             bc_coef=bc_coef,
             bc_temperature=bc_temperature,
             grad_penalty=grad_penalty,
+            mixer_lr=mixer_lr,
+            replay_is_weights=replay_is_weights,
+            replay_is_clip=replay_is_clip,
             num_steps_sampled_before_learning_starts=num_steps_sampled_before_learning_starts,
         )
         if replay_buffer_config is not NotProvided:
@@ -233,8 +255,21 @@ class MIFQConfig(ImitationConfig):
         if self.use_gru and self.grad_penalty:
                 self._value_error("`grad_penalty` is not available with `use_gru=True` (it perturbs single "
                                   "observations, not sequences); set grad_penalty=0 or use_gru=False.")
-        if not isinstance(self.chi2_replay, bool):
-            self._value_error(f"`chi2_replay` must be True or False, got {self.chi2_replay!r}.")
+        if self.chi2_replay not in CHI2_REPLAY:
+            self._value_error(
+                f"`chi2_replay` must be True, False or 'state' (chi^2 on replay rows: on Q(s, a), none, or on the "
+                f"action-free V(s)), got {self.chi2_replay!r}.")
+        if self.mixer_lr is not None and not (isinstance(self.mixer_lr, (int, float)) and self.mixer_lr > 0):
+            self._value_error(f"`mixer_lr` must be > 0 or None (= lr), got {self.mixer_lr!r}.")
+        if not isinstance(self.replay_is_weights, bool):
+            self._value_error(f"`replay_is_weights` must be True or False, got {self.replay_is_weights!r}.")
+        if self.replay_is_weights and (self.use_gru or self.chi2_replay is not True):
+            self._value_error("`replay_is_weights=True` weights the chi^2 of replay transitions: it needs "
+                              "chi2_replay=True and use_gru=False.")
+        if not (isinstance(self.replay_is_clip, (int, float)) and self.replay_is_clip > 0):
+            self._value_error(f"`replay_is_clip` must be a number > 0, got {self.replay_is_clip!r}.")
+        if self.mixer_lr is not None and self.mixer == "none":
+            self._value_error("`mixer_lr` is set but `mixer='none'` has no mixer parameters; unset mixer_lr.")
         if not self.alpha > 0:
             self._value_error(f"`alpha` (soft-value temperature) must be > 0, got {self.alpha}.")
         if not isinstance(self.replay_buffer_config.get("type"), str) or (
@@ -338,12 +373,15 @@ class MIFQ(ImitationAlgorithm):
                 if self.config.use_gru:  # whole episodes, padded (rllib_mil/data/sequences.py)
                     replay = {"batch": self._sample_replay_sequences(self.config.total_train_batch_size)}
                 else:
-                    replay = {"episodes": self.local_replay_buffer.sample(
+                    episodes = self.local_replay_buffer.sample(
                         num_items=self.config.total_train_batch_size,
                         n_step=1,
                         gamma=self.config.gamma,
                         sample_episodes=True,
-                    )}
+                    )
+                    if self.config.replay_is_weights:
+                        attach_behaviour_logp(episodes, self.local_replay_buffer)
+                    replay = {"episodes": episodes}
             with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
                 learner_results = self.learner_group.update(
                     **replay,
@@ -370,6 +408,19 @@ class MIFQ(ImitationAlgorithm):
         pick = self.local_replay_buffer.rng.integers(len(stored), size=n_episodes)
         seqs = pad_sequences([episode_arrays(stored[i]) for i in pick])
         return MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(seqs)}, int(seqs[SEQ_VALID].sum()))
+
+def attach_behaviour_logp(sampled: list, buffer) -> None:
+    """Gives each one-step episode drawn from ``buffer`` the behaviour log-probs (team_module.BEHAVIOUR_LOGP) of
+    its own step. RLlib 2.60's ``EpisodeReplayBuffer.sample(include_extra_model_outputs=True)`` copies those of the
+    stored episode's *first* step into every transition drawn from it, so they are looked up here instead."""
+    from rllib_mil.modules.team_module import BEHAVIOUR_LOGP
+
+    for ep in sampled:
+        stored = buffer.episodes[buffer.episode_id_to_index[ep.id_] - buffer._num_episodes_evicted]
+        # A drawn transition's t_started is its index in the stored episode (EpisodeReplayBuffer._sample_episodes).
+        ep.extra_model_outputs[BEHAVIOUR_LOGP] = InfiniteLookbackBuffer(
+            [stored.get_extra_model_outputs(BEHAVIOUR_LOGP, ep.t_started)])
+
 
 class IIQ(MIFQ):
     @classmethod

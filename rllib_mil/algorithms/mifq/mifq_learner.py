@@ -18,14 +18,15 @@ from ray.rllib.utils.annotations import override
 from ray.rllib.utils.typing import ModuleID, TensorType
 
 from rllib_mil.algorithms.bc.bc_loss import bc_term
-from rllib_mil.algorithms.mifq.mifq_loss import mifq_loss, q_gradient_penalty
+from rllib_mil.algorithms.mifq.mifq_loss import mifq_loss, q_gradient_penalty, replay_chi2_input
 from rllib_mil.algorithms.mifq.mifq_rl_module import TARGET_Q_VALUES
 from rllib_mil.algorithms.utils import raise_if_not_finite
 from rllib_mil.data import schema
 from rllib_mil.algorithms.imitation import EXPERT_ONLY, ExpertDataLearner
 from rllib_mil.data.sequences import SEQ_ACTIONS, SEQ_KEYS, SEQ_MASK, SEQ_OBS, SEQ_STATE, SEQ_TERMINATED, SEQ_VALID
 from rllib_mil.envs.contract import ACTION_MASK, OBS, STATE
-from rllib_mil.modules.soft import soft_value
+from rllib_mil.modules.soft import action_logp, soft_value
+from rllib_mil.modules.team_module import BEHAVIOUR_LOGP
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,11 @@ Q_ABS_MAX = "q_abs_max"
 EXPERT_ROWS = "expert_rows"
 REPLAY_ROWS = "replay_rows"
 REPLAY_ROWS_SAMPLED = "replay_rows_sampled"
+# Mean (clipped, joint) importance weight of the replay rows' χ² (replay_is_weights).
+REPLAY_IS_WEIGHT = "replay_is_weight_mean"
+# Name of the mixers' optimizer when `mixer_lr` is set.
+MIXER_OPTIMIZER = "mixer"
+
 class MIFQTorchLearner(ExpertDataLearner, DQNLearner, TorchLearner):
     @override(DQNLearner)
     def build(self) -> None:
@@ -51,6 +57,21 @@ class MIFQTorchLearner(ExpertDataLearner, DQNLearner, TorchLearner):
     @override(DQNLearner)
     def rl_module_required_apis(cls) -> list:
         return [TargetNetworkAPI]
+
+    @override(TorchLearner)
+    def configure_optimizers_for_module(self, module_id: ModuleID, config=None) -> None:
+        if config.mixer_lr is None:
+            return super().configure_optimizers_for_module(module_id, config)
+        # Algorithm 1's two step sizes: lambda_theta (`lr`) for the Q network, lambda_omega (`mixer_lr`) for the
+        # mixers' hypernetworks.
+        module = self._module[module_id].unwrapped()
+        mixer = list({id(p): p for m in (module.v_mixer, module.r_mixer) for p in m.parameters()}.values())
+        in_mixer = {id(p) for p in mixer}
+        rest = [p for p in self.get_parameters(self._module[module_id]) if id(p) not in in_mixer]
+        self.register_optimizer(module_id=module_id, optimizer=torch.optim.Adam(rest), params=rest,
+                                lr_or_lr_schedule=config.lr)
+        self.register_optimizer(module_id=module_id, optimizer_name=MIXER_OPTIMIZER,
+                                optimizer=torch.optim.Adam(mixer), params=mixer, lr_or_lr_schedule=config.mixer_lr)
 
     @override(TorchLearner)
     def compute_loss_for_module(
@@ -73,6 +94,12 @@ class MIFQTorchLearner(ExpertDataLearner, DQNLearner, TorchLearner):
         v_rows = value_row_slice(config.value_rows, n_e, n_r)
         rep = slice(n_e, n_e + n_r) if (config.chi2_replay and n_r) else None
         is_expert = torch.arange(n_e + n_r, device=q.device) < n_e  # (B,)
+        replay_weight = None
+        if config.replay_is_weights and rep is not None:
+            # π_i(a_i|o_i) / μ_i(a_i|o_i): the current softmax(Q_i/α) over the env runners' behaviour, no gradient.
+            with torch.no_grad():
+                logp_pi = action_logp(q[rep], mask[rep], config.alpha, actions[rep])  # (Br, n)
+                replay_weight = (logp_pi - batch[BEHAVIOUR_LOGP].to(logp_pi.dtype)).exp()  # (Br, n)
         loss, terms = mifq_loss(
             q_taken_e=q_taken[:n_e],
             v_next_e=v_next[:n_e],
@@ -86,12 +113,16 @@ class MIFQTorchLearner(ExpertDataLearner, DQNLearner, TorchLearner):
             r_mixer=module.r_mixer,
             v_mixer=module.v_mixer,
             gamma=config.gamma,
-            q_taken_r=None if rep is None else q_taken[rep],
+            q_taken_r=None if rep is None else replay_chi2_input(q_taken, v_cur, config.chi2_replay)[rep],
             v_next_r=None if rep is None else v_next[rep],
             done_r=None if rep is None else done[rep],
             state_r=None if rep is None else state[rep],
+            replay_weight=replay_weight,
+            replay_weight_clip=config.replay_is_clip,
             value_is_expert=is_expert[v_rows],
         )
+        if replay_weight is not None:
+            terms = {**terms, REPLAY_IS_WEIGHT: replay_weight.prod(dim=-1).clamp(max=config.replay_is_clip).mean()}
         if config.bc_coef:
             tau_bc = config.alpha if config.bc_temperature is None else config.bc_temperature
             bc = bc_term(q[:n_e], actions[:n_e], mask[:n_e], tau_bc)

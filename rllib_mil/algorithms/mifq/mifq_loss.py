@@ -75,6 +75,8 @@ def mifq_loss(
     done_r: Optional[torch.Tensor] = None,
     state_r: Optional[torch.Tensor] = None,
     chi2_coef: float = 0.5,
+    replay_weight: Optional[torch.Tensor] = None,
+    replay_weight_clip: float = float("inf"),
     value_is_expert: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Eq. 9. Returns ``(loss, terms)``; ``terms`` holds detached scalars for logging.
@@ -89,6 +91,9 @@ def mifq_loss(
     ``v_next_r (Br, n)``, ``done_r (Br,)``, ``state_r (Br, s)`` (may be ``None`` like the other states). When
     given, the reward term is E_expert[R^tot] + chi2_coef·E_{expert ∪ replay}[(R^tot)²] (``phi`` is then not
     used: chi2_coef = 0.5 is φ(x) = x + x²/2 split in two).
+    ``replay_weight (Br, n)``, optional: importance ratios of the replay rows' χ² (π_i/μ_i per agent, no gradient;
+    the mixed χ² uses their product over agents, IIQ each agent's own), clipped at ``replay_weight_clip``:
+    E_{e ∪ r}[w·(R^tot)²] with w = 1 on expert rows.
     ``value_is_expert (Bm,)`` bool, optional, for logging only: splits the value term into ``value_term_expert``
     and ``value_term_replay`` (each the mean over its own rows; the loss uses the mean over all value rows).
     """
@@ -125,14 +130,19 @@ def mifq_loss(
         _check("done_r", done_r, (Br,))
         not_done_r = (1.0 - done_r.to(q_taken_r.dtype)).unsqueeze(-1)  # (Br, 1)
         r_r = q_taken_r - gamma * not_done_r * v_next_r  # (Br, n)
+        if replay_weight is not None:
+            _check("replay_weight", replay_weight, (Br, n))
         if r_mixer is None:
             # Per agent, summed over agents (IIQ: J = Σ_i J_i).
             x_e, x_r = -r, -r_r  # (Be, n), (Br, n)
-            sq_e, sq_r = x_e.pow(2).sum(dim=-1), x_r.pow(2).sum(dim=-1)  # (Be,), (Br,)
+            w_r = 1.0 if replay_weight is None else replay_weight.clamp(max=replay_weight_clip)  # (Br, n): own ratio
+            sq_e, sq_r = x_e.pow(2).sum(dim=-1), (w_r * x_r.pow(2)).sum(dim=-1)  # (Be,), (Br,)
             reward_term = x_e.sum(dim=-1).mean() + chi2_coef * torch.cat([sq_e, sq_r], dim=0).mean()
         else:
             r_tot_r = r_mixer(-r_r, state_r)  # (Br, n) -> (Br,)
-            sq_e, sq_r = r_tot.pow(2), r_tot_r.pow(2)  # (Be,), (Br,)
+            # (Br, n) -> (Br,): the joint action's ratio
+            w_r = 1.0 if replay_weight is None else replay_weight.prod(dim=-1).clamp(max=replay_weight_clip)
+            sq_e, sq_r = r_tot.pow(2), w_r * r_tot_r.pow(2)  # (Be,), (Br,)
             reward_term = r_tot.mean() + chi2_coef * torch.cat([sq_e, sq_r], dim=0).mean()
         extra["replay_reward_mean"] = r_r.detach().mean()
         # The χ² part on each kind of row (its own mean, before the row-count weighting of the loss).
@@ -167,6 +177,13 @@ def mifq_loss(
         **extra,
     }
     return loss, terms
+
+
+def replay_chi2_input(q_taken: torch.Tensor, v_cur: torch.Tensor, chi2_replay) -> torch.Tensor:
+    """What the χ² term reads on replay rows in place of Q_i(o_i, a_i) (both ``(B, n)``): the taken action's Q
+    (``chi2_replay=True``, IQ-Learn), or the action-free V_i(o_i) (``"state"``), so that the quadratic anchors the
+    state-only reward V_i(o_i) − γV_i(o_i') and its gradient at o_i is softmax(Q_i/α)-weighted whatever was taken."""
+    return v_cur if chi2_replay == "state" else q_taken
 
 
 def q_gradient_penalty(
