@@ -109,3 +109,75 @@ def test_scripted_expert_beats_random():
     rnd_ret, rnd_wins = episode_outcomes(env, make_expert("random", env), 10, 0)
     assert len(exp_wins) == 10 and exp_ret.mean() > rnd_ret.mean() + 0.5
     assert np.mean(exp_wins) >= 0.3 and np.mean(rnd_wins) == 0.0
+
+
+@pytest.mark.parametrize("env_id", ["smax/smacv2_5_units", "smax/3m"])
+def test_vector_env_steps_like_sync_vector_env_of_single_envs(env_id):
+    """The batched SMAX backend (one vmapped JAX call for all battles) gives, step for step, what gymnasium's
+    SyncVectorEnv over SMAXTeamEnvs gives with the same seed: observations, rewards, ends, infos, autoresets."""
+    import gymnasium as gym
+
+    from rllib_mil.envs import INFO_AGENT_REWARDS, make_team_vector_env
+    from rllib_mil.envs.smax_vector import SMAXVectorTeamEnv
+
+    n = 3
+    cfg = {"max_steps": 30}  # short battles: several autoresets within the run
+    vec = make_team_vector_env(env_id, cfg, n)
+    assert isinstance(vec, SMAXVectorTeamEnv) and vec.num_envs == n
+    sync = gym.vector.SyncVectorEnv([lambda: make_team_env(env_id, cfg) for _ in range(n)])
+    assert vec.single_observation_space == sync.single_observation_space
+    o1, _ = vec.reset(seed=5)
+    o2, _ = sync.reset(seed=5)
+    rng, ends = np.random.default_rng(0), 0
+    for t in range(120):
+        for k in (OBS, STATE, ACTION_MASK):
+            np.testing.assert_allclose(o1[k], o2[k], atol=1e-6, err_msg=f"step {t} {k}")
+        m = o1[ACTION_MASK]
+        a = np.array([[rng.choice(np.flatnonzero(m[i, j])) for j in range(m.shape[1])] for i in range(n)])
+        o1, r1, te1, tr1, i1 = vec.step(a)
+        o2, r2, te2, tr2, i2 = sync.step(a)
+        np.testing.assert_allclose(r1, r2, atol=1e-6)
+        assert (te1 == te2).all() and (tr1 == tr2).all(), t
+        for k in (INFO_BATTLE_WON, "dead_allies", INFO_AGENT_REWARDS):
+            present = i2.get(f"_{k}", np.zeros(n, bool))
+            assert (i1[f"_{k}"] == present).all(), (t, k)
+            np.testing.assert_allclose(np.asarray(i1[k])[present], np.asarray(i2[k])[present])
+        ends += int((te1 | tr1).sum())
+    assert ends >= 2 * n  # autoresets were exercised
+    # An action the mask forbids gets the single env's message.
+    obs, _ = vec.reset(seed=1)
+    mask = np.asarray(obs[ACTION_MASK])
+    actions = mask.argmax(axis=-1)  # (n, agents): the first available action of each agent
+    j, a = np.argwhere(mask[0] == 0)[0]  # an attack on an enemy out of range at the start
+    actions[0, j] = a
+    with pytest.raises(ValueError, match="not available"):
+        vec.step(actions)
+
+
+def test_rllib_env_runner_uses_the_batched_backend():
+    """gym_env_vectorize_mode="vector_entry_point": RLlib's env runner builds the batched SMAX env and samples whole
+    episodes with the win flag in their infos; other team envs get a SyncVectorEnv under the same setting."""
+    import torch
+    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+
+    from rllib_mil.algorithms.mappo import MAPPOConfig
+    from rllib_mil.envs.smax_vector import SMAXVectorTeamEnv
+
+    torch.set_num_threads(1)
+    for env_id, cls in (("smax/3m", SMAXVectorTeamEnv), ("mpe/simple_spread", gym_sync())):
+        cfg = (MAPPOConfig().environment(env_id, env_config={"max_steps": 20} if env_id.startswith("smax") else {})
+               .env_runners(num_env_runners=0, num_envs_per_env_runner=4, rollout_fragment_length=30,
+                            gym_env_vectorize_mode="vector_entry_point"))
+        runner = SingleAgentEnvRunner(config=cfg)
+        assert isinstance(runner.env.unwrapped, cls)
+        episodes = runner.sample(num_episodes=6)
+        assert len(episodes) >= 6 and all(ep.is_done for ep in episodes)
+        if env_id.startswith("smax"):
+            assert all(INFO_BATTLE_WON in ep.get_infos(-1) for ep in episodes)
+        runner.stop()
+
+
+def gym_sync():
+    import gymnasium as gym
+
+    return gym.vector.SyncVectorEnv

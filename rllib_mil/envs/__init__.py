@@ -4,7 +4,14 @@ from rllib_mil.envs.contract import ACTION_MASK, INFO_AGENT_REWARDS, INFO_BATTLE
 from rllib_mil.envs.mpe import MPE_TASKS, MPETeamEnv
 from rllib_mil.envs.smacv2 import SMACV2_ENV_IDS, SMACv2TeamEnv
 from rllib_mil.envs.smax import SMAX_ENV_IDS, SMAXTeamEnv
-from rllib_mil.envs.registry import list_team_envs, make_team_env, register_team_env, register_with_ray
+from rllib_mil.envs.registry import (
+    list_team_envs,
+    make_team_env,
+    make_team_vector_env,
+    register_team_env,
+    register_team_vector_env,
+    register_with_ray,
+)
 
 __all__ = [
     "ACTION_MASK",
@@ -23,6 +30,8 @@ __all__ = [
     "TeamStep",
     "list_team_envs",
     "make_team_env",
+    "make_team_vector_env",
+    "register_team_vector_env",
     "register_team_env",
     "register_with_ray",
 ]

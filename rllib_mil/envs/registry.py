@@ -5,12 +5,19 @@
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 from rllib_mil.envs.base import TeamEnv
 from rllib_mil.envs.mpe import MPE_TASKS, MPETeamEnv
 from rllib_mil.envs.smacv2 import SMACV2_ENV_IDS, SMACv2TeamEnv
 from rllib_mil.envs.smax import SMAX_ENV_IDS, SMAXTeamEnv
+
+
+def make_smax_vector_env(env_id: str, env_config: dict, num_envs: int):
+    from rllib_mil.envs.smax_vector import SMAXVectorTeamEnv
+
+    return SMAXVectorTeamEnv(env_id, env_config, num_envs)
 
 TeamEnvCreator = Callable[[dict | None], TeamEnv]
 
@@ -53,8 +60,35 @@ def team_env_creator(env_cls: type, env_id: str) -> TeamEnvCreator:
     return creator
 
 
+# env id -> creator(env_config, num_envs) -> gymnasium VectorEnv, for envs with their own batched stepping.
+_VECTOR_REGISTRY: dict[str, Callable] = {}
+
+
+def register_team_vector_env(env_id: str, creator: Callable) -> None:
+    """Register ``creator(env_config, num_envs) -> gymnasium.vector.VectorEnv`` for ``env_id`` (a batched backend
+    equivalent to a ``SyncVectorEnv`` of its single envs, see smax_vector.py)."""
+    if env_id not in _REGISTRY:
+        raise ValueError(f"register the single team env {env_id!r} first")
+    _VECTOR_REGISTRY[env_id] = creator
+
+
+def make_team_vector_env(env_id: str, env_config: dict | None, num_envs: int):
+    """``num_envs`` copies of ``env_id`` as one gymnasium VectorEnv: the env's own batched backend where it has one
+    (SMAX), else a ``SyncVectorEnv`` of single team envs."""
+    import gymnasium as gym
+
+    cfg = dict(env_config or {})
+    if env_id in _VECTOR_REGISTRY:
+        return _VECTOR_REGISTRY[env_id](cfg, int(num_envs))
+    return gym.vector.SyncVectorEnv([lambda: make_team_env(env_id, cfg) for _ in range(int(num_envs))])
+
+
 def _ray_creator(env_id: str) -> Callable:
     def create(cfg=None):
+        # RLlib's gym_env_vectorize_mode="vector_entry_point" passes env_config | {"num_envs": N}.
+        if isinstance(cfg, dict) and "num_envs" in cfg:
+            cfg = dict(cfg)
+            return make_team_vector_env(env_id, cfg, cfg.pop("num_envs"))
         return make_team_env(env_id, cfg)
 
     create.__name__ = f"create_{env_id.replace('/', '_')}"
@@ -76,6 +110,7 @@ for _env_id in MPE_TASKS:
 # SMAX ids are always registered; their creator imports JaxMARL (the `smax` extra) and says how to install it.
 for _env_id in SMAX_ENV_IDS:
     register_team_env(_env_id, team_env_creator(SMAXTeamEnv, _env_id))
+    register_team_vector_env(_env_id, functools.partial(make_smax_vector_env, _env_id))
 # SMACv2 ids: their creator fails at once without StarCraft II, naming SC2PATH and the SMAX stand-in.
 for _env_id in SMACV2_ENV_IDS:
     register_team_env(_env_id, team_env_creator(SMACv2TeamEnv, _env_id))
