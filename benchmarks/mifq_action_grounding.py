@@ -17,7 +17,7 @@ ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
 import rllib_mil
 from rllib_mil.algorithms.mifq import MIFQConfig
 from rllib_mil.envs import make_team_env
-from rllib_mil.envs.contract import OBS, ACTION_MASK
+from rllib_mil.envs.contract import OBS, ACTION_MASK, STATE
 from rllib_mil.data.experts import make_expert
 from rllib_mil.modules.soft import greedy_actions
 task, demos, mode, steps = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
@@ -38,7 +38,8 @@ env = make_team_env(task, {})
 exp = make_expert("scripted", env)
 def q_of(o):
     with torch.no_grad():
-        return mod.q_values(torch.as_tensor(o[OBS], dtype=torch.float32)[None])
+        return mod.q_values(mod.agent_inputs(torch.as_tensor(o[OBS], dtype=torch.float32)[None],
+                                             torch.as_tensor(o[STATE], dtype=torch.float32)[None]))
 def rollout(policy, seeds):
     rows = []
     for s in seeds:

@@ -308,6 +308,14 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_rewards_export(args) -> int:
+    from rllib_mil.rewards import export_rewards
+
+    res = export_rewards(args.checkpoint, args.demos, args.out)
+    print(json.dumps(res, indent=2))
+    return 0
+
+
 def cmd_demos_collect(args) -> int:
     import rllib_mil  # noqa: F401
     from rllib_mil.data.demos import collect_demos
@@ -409,6 +417,15 @@ def make_parser() -> argparse.ArgumentParser:
     di = demos_sub.add_parser("info", help="summarise a dataset")
     di.add_argument("path")
     di.set_defaults(func=cmd_demos_info)
+    rw = sub.add_parser("rewards", help="recovered rewards (MAMQL)")
+    rw_sub = rw.add_subparsers(dest="rewards_command", required=True)
+    rx = rw_sub.add_parser("export", help="recovered per-agent rewards on demonstrations, beside the true ones, and "
+                                          "their Pearson correlation per agent")
+    rx.add_argument("checkpoint")
+    rx.add_argument("--demos", required=True, help="demonstrations (Parquet) of the checkpoint's env")
+    rx.add_argument("--out", default=None, help="output Parquet (default: inside the checkpoint folder)")
+    rx.set_defaults(func=cmd_rewards_export)
+
     rp = sub.add_parser("report", help="results tables + learning-curve PNGs from benchmark .jsonl or Tune dirs")
     rp.add_argument("paths", nargs="+", help="benchmark results (.jsonl) and/or `rllib train file` output folders")
     rp.add_argument("--docs", default="docs", help="where the markdown tables and PNGs go")

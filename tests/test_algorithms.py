@@ -15,7 +15,7 @@ import rllib_mil  # noqa: F401  (registers env ids and algorithm names)
 from rllib_mil.algorithms.mifq import MIFQConfig, mifq_learner
 from rllib_mil.algorithms.registry import INVERSE_Q as ALGORITHMS
 from rllib_mil.data.demos import DemoValidationError, collect_demos
-from rllib_mil.envs import ACTION_MASK, OBS, make_team_env
+from rllib_mil.envs import ACTION_MASK, OBS, STATE, make_team_env
 from rllib_mil.evaluation import evaluate_checkpoint, load_team_module
 from helpers import assert_no_unavailable_action, assert_rollouts_respect_masks, nan_loss
 from rllib_mil.envs.smax import FIRST_ATTACK_ACTION
@@ -263,13 +263,14 @@ def test_checkpoint_round_trip(trained, tmp_path):
         }
         with torch.no_grad():
             ref_actions = learner_module(algo).forward_inference(batch)[Columns.ACTIONS]
-            ref_q = learner_module(algo).q_values(batch[Columns.OBS][OBS])
+            inputs = learner_module(algo).agent_inputs(batch[Columns.OBS][OBS], batch[Columns.OBS][STATE])
+            ref_q = learner_module(algo).q_values(inputs)
             assert ref_actions.shape == batch[Columns.OBS][ACTION_MASK].shape[:2]
             for what, module in modules.items():
                 module.eval()
                 actions = module.forward_inference(batch)[Columns.ACTIONS]
                 assert torch.equal(actions, ref_actions), f"greedy actions differ: {what}"
-                assert torch.equal(module.q_values(batch[Columns.OBS][OBS]), ref_q), f"Q values differ: {what}"
+                assert torch.equal(module.q_values(inputs), ref_q), f"Q values differ: {what}"
 
         # The restored algorithm keeps training.
         result = restored.train()
@@ -438,7 +439,8 @@ def test_replay_rows_carry_the_behaviour_logp_for_importance_weights(build):
     module = learner_module(algo)
     for ep in episodes:
         obs = ep.get_observations(0)
-        q = module.q_values(torch.as_tensor(obs[OBS])[None])[0].detach()  # (n, A)
+        q = module.q_values(module.agent_inputs(torch.as_tensor(obs[OBS])[None],
+                                                torch.as_tensor(obs[STATE])[None]))[0].detach()  # (n, A)
         want = action_logp(q, torch.as_tensor(obs[ACTION_MASK]), algo.config.alpha,
                            torch.as_tensor(ep.get_actions(0)))
         np.testing.assert_allclose(np.asarray(ep.get_extra_model_outputs(BEHAVIOUR_LOGP, 0)), want.numpy(),

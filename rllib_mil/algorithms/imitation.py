@@ -64,6 +64,9 @@ class ImitationConfig(AlgorithmConfig):
         # appended to each agent's own observation.
         self.hidden = [128, 128]
         self.add_agent_id = True
+        # What each agent row reads: "obs" (its own observation: decentralized acting), "state" (the global state:
+        # centralized critics Q_i(s, a_i) as MAMQL's, acting needs the state) or "state+obs".
+        self.agent_input = "obs"
         # Recurrent agents: encoder `hidden` -> GRU(gru_hidden) -> head, one hidden state per agent. Updates then
         # train on whole episodes run from the zero state, and `expert_batch_size` (and the replay batch
         # `train_batch_size_per_learner`) count episodes instead of transitions (rllib_mil/data/sequences.py).
@@ -98,6 +101,7 @@ class ImitationConfig(AlgorithmConfig):
         expert_batch_size: Optional[int] = NotProvided,
         hidden=NotProvided,
         add_agent_id: Optional[bool] = NotProvided,
+        agent_input: Optional[str] = NotProvided,
         use_gru: Optional[bool] = NotProvided,
         gru_hidden: Optional[int] = NotProvided,
         offline: Optional[bool] = NotProvided,
@@ -113,6 +117,7 @@ class ImitationConfig(AlgorithmConfig):
             expert_batch_size=expert_batch_size,
             hidden=hidden,
             add_agent_id=add_agent_id,
+            agent_input=agent_input,
             use_gru=use_gru,
             gru_hidden=gru_hidden,
             offline=offline,
@@ -133,6 +138,11 @@ class ImitationConfig(AlgorithmConfig):
             )
         if not isinstance(self.use_gru, bool):
             self._value_error(f"`use_gru` must be True or False, got {self.use_gru!r}.")
+        from rllib_mil.modules.team_module import AGENT_INPUTS
+
+        if self.agent_input not in AGENT_INPUTS:
+            self._value_error(f"`agent_input` must be one of {AGENT_INPUTS} (what each agent row reads), got "
+                              f"{self.agent_input!r}.")
         if self.use_gru:
             if not self.hidden:
                 self._value_error("`use_gru=True` needs at least one encoder layer in `hidden`, e.g. [64].")
@@ -153,6 +163,7 @@ class ImitationConfig(AlgorithmConfig):
         return super()._model_config_auto_includes | {
             "hidden": list(self.hidden),
             "add_agent_id": self.add_agent_id,
+            "agent_input": self.agent_input,
             "use_gru": self.use_gru,
             "gru_hidden": self.gru_hidden,
         }

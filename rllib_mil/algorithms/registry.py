@@ -14,6 +14,7 @@ from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 
 from rllib_mil.algorithms.bc.bc import BC, BCConfig
 from rllib_mil.algorithms.magail.magail import MAGAIL, MAGAILConfig
+from rllib_mil.algorithms.mamql.mamql import MAMQL, MAMQLConfig
 from rllib_mil.algorithms.mappo.mappo import MAPPO, MAPPOConfig
 from rllib_mil.algorithms.masqil.masqil import MASQIL, MASQILConfig
 from rllib_mil.algorithms.mifq.mifq import IIQ, IQVDN, MIFQ, IIQConfig, IQVDNConfig, MIFQConfig
@@ -24,6 +25,7 @@ INVERSE_Q: Dict[str, Entry] = {
     "MIFQ": (MIFQ, MIFQConfig),
     "IIQ": (IIQ, IIQConfig),
     "IQVDN": (IQVDN, IQVDNConfig),
+    "MAMQL": (MAMQL, MAMQLConfig),
 }
 IMITATION: Dict[str, Entry] = {
     **INVERSE_Q,

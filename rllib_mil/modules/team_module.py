@@ -6,7 +6,7 @@ decentralized by construction; on the env runners the module acts greedily under
 (``forward_inference``) or samples softmax(score / temperature) under it (``forward_exploration``), carrying one
 GRU state per agent when recurrent. Subclasses add what only their learner needs (mixers, target networks).
 
-``model_config`` keys: hidden (list[int]), add_agent_id (bool), use_gru (bool), gru_hidden (int), rollout_alpha
+``model_config`` keys: hidden (list[int]), add_agent_id (bool), agent_input ("obs" | "state" | "state+obs"), use_gru (bool), gru_hidden (int), rollout_alpha
 (float or schedule [[t, value], ...], the sampling temperature).
 """
 from typing import Any, Dict
@@ -18,10 +18,13 @@ from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.schedules.scheduler import Scheduler
 
-from rllib_mil.envs.contract import ACTION_MASK, OBS, team_dims
+from rllib_mil.envs.contract import ACTION_MASK, OBS, STATE, team_dims
 from rllib_mil.modules.agent_nets import SharedAgentGRUNet, SharedAgentQNet
 from rllib_mil.modules.soft import action_logp, boltzmann_sample, greedy_actions
 
+# What each agent row of the shared network reads (model_config["agent_input"]): its own observation ("obs",
+# decentralized), the global state ("state": MAMQL's marginalized critics Q_i(s, a_i), centralized acting), or both.
+AGENT_INPUTS = ("obs", "state", "state+obs")
 # Recurrent state key (per-agent GRU hidden state, (B, n, H)).
 GRU_STATE = "h"
 # Extra model output of exploration: log-probability of each agent's sampled action under the rollout policy,
@@ -40,14 +43,19 @@ class TeamAgentModule(TorchRLModule):
         self.n_agents, self.obs_dim, self.state_dim, self.n_actions = team_dims(
             self.observation_space, type(self).__name__)
         self.use_gru = bool(mc.get("use_gru", False))
+        self.agent_input = mc.get("agent_input", "obs")
+        if self.agent_input not in AGENT_INPUTS:
+            raise ValueError(f"agent_input must be one of {AGENT_INPUTS}, got {self.agent_input!r}")
+        in_dim = {"obs": self.obs_dim, "state": self.state_dim, "state+obs": self.state_dim + self.obs_dim}
+        self.input_dim = in_dim[self.agent_input]
         if self.use_gru:
             self.q_net = SharedAgentGRUNet(
-                self.obs_dim, self.n_agents, self.n_actions, hidden=tuple(mc["hidden"]),
+                self.input_dim, self.n_agents, self.n_actions, hidden=tuple(mc["hidden"]),
                 gru_hidden=mc["gru_hidden"], add_agent_id=mc["add_agent_id"],
             )
         else:
             self.q_net = SharedAgentQNet(
-                self.obs_dim, self.n_agents, self.n_actions, hidden=tuple(mc["hidden"]),
+                self.input_dim, self.n_agents, self.n_actions, hidden=tuple(mc["hidden"]),
                 add_agent_id=mc["add_agent_id"],
             )
         # Rollout temperature; a schedule over sampled env steps is allowed.
@@ -65,12 +73,20 @@ class TeamAgentModule(TorchRLModule):
             return self.q_net(obs, self.zero_state(obs))[0]
         return self.q_net(obs)
 
+    def agent_inputs(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """What the shared network reads per agent row: ``obs (..., n, d)`` and ``state (..., s)`` ->
+        ``(..., n, input_dim)`` (``agent_input``: own obs, the state repeated for each agent, or both)."""
+        if self.agent_input == "obs":
+            return obs
+        rows = state.unsqueeze(-2).expand(*state.shape[:-1], self.n_agents, state.shape[-1])  # (..., s) -> (..., n, s)
+        return rows if self.agent_input == "state" else torch.cat([rows, obs], dim=-1)
+
     def zero_state(self, obs: torch.Tensor) -> torch.Tensor:
         return obs.new_zeros(obs.shape[0], self.n_agents, self.q_net.gru_hidden)  # (B, n, H)
 
     def _rollout_q(self, batch: Dict[str, Any]) -> tuple[torch.Tensor, Dict[str, Any]]:
         """Scores of the env runners' batch (recurrent: (B, 1, n, d) with the carried state) and extra outputs."""
-        obs = batch[Columns.OBS][OBS]
+        obs = self.agent_inputs(batch[Columns.OBS][OBS], batch[Columns.OBS][STATE])
         if not self.use_gru:
             return self.q_net(obs), {}
         q, h = self.q_net(obs, batch[Columns.STATE_IN][GRU_STATE])  # (B, T, n, A), (B, n, H)

@@ -12,7 +12,7 @@ from rllib_mil.algorithms.bc.bc_loss import bc_term
 from rllib_mil.algorithms.imitation import ExpertDataLearner
 from rllib_mil.algorithms.utils import raise_if_not_finite
 from rllib_mil.data import schema
-from rllib_mil.data.sequences import SEQ_ACTIONS, SEQ_MASK, SEQ_OBS, SEQ_VALID
+from rllib_mil.data.sequences import SEQ_ACTIONS, SEQ_MASK, SEQ_OBS, SEQ_STATE, SEQ_VALID
 from rllib_mil.modules.soft import greedy_actions
 
 logger = logging.getLogger(__name__)
@@ -39,11 +39,12 @@ class BCTorchLearner(ExpertDataLearner, TorchLearner):
         if config.use_gru:
             seq = self.expert_sequences(config.expert_batch_size)
             valid = seq[SEQ_VALID] > 0  # (B, T)
-            logits = module.q_values(seq[SEQ_OBS])[:, :-1][valid]  # (B, T+1, n, A) -> (N, n, A), real steps only
+            inputs = module.agent_inputs(seq[SEQ_OBS], seq[SEQ_STATE])  # (B, T+1, n, d_in)
+            logits = module.q_values(inputs)[:, :-1][valid]  # (B, T+1, n, A) -> (N, n, A), real steps only
             actions, mask = seq[SEQ_ACTIONS][valid], seq[SEQ_MASK][:, :-1][valid]  # (N, n), (N, n, A)
         else:
             exp = self.expert_rows(config.expert_batch_size)
-            logits = module.q_values(exp[schema.OBS])  # (B, n, A)
+            logits = module.q_values(module.agent_inputs(exp[schema.OBS], exp[schema.STATE]))  # (B, n, A)
             actions, mask = exp[schema.ACTIONS], exp[schema.ACTION_MASK]
         loss = bc_term(logits, actions, mask, temperature=1.0)
         raise_if_not_finite("BC", loss, {BC_NLL: loss.detach()}, "Lower `lr` or set `grad_clip`.")

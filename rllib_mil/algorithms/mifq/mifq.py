@@ -107,6 +107,9 @@ class MIFQConfig(ImitationConfig):
         # chi^2 on replay rows uses the state-only reward V_i(o_i) - gamma V_i(o_i') instead of Q_i(o_i, a_i) -
         # gamma V_i(o_i'), so it bounds V on replay states without penalising the action taken there.
         self.chi2_replay = True
+        # Weight c of the chi^2 regulariser, phi(x) = x + c x^2 (IQ-Learn's 1/(4 alpha_chi) with its alpha_chi = 0.5;
+        # MAMQL's code uses 1/4).
+        self.chi2_coef = 0.5
         # Rows of the value term E[V^tot(S) - gamma V^tot(S')]: "all" = expert and replay rows (IQ-Learn's online
         # form), "replay" = replay rows only (eq. 9 as written, Algorithm 1), "expert" = expert rows only
         # (IQ-Learn's offline form; replay rows then enter only through chi2_replay). README "Deviations" 3 and
@@ -173,6 +176,7 @@ class MIFQConfig(ImitationConfig):
         target_network_update_freq: Optional[int] = NotProvided,
         tau: Optional[float] = NotProvided,
         chi2_replay: Optional[bool] = NotProvided,
+        chi2_coef: Optional[float] = NotProvided,
         value_rows: Optional[str] = NotProvided,
         value_next: Optional[str] = NotProvided,
         pretrain_offline_updates: Optional[int] = NotProvided,
@@ -203,6 +207,7 @@ class MIFQConfig(ImitationConfig):
             target_network_update_freq=target_network_update_freq,
             tau=tau,
             chi2_replay=chi2_replay,
+            chi2_coef=chi2_coef,
             value_rows=value_rows,
             value_next=value_next,
             pretrain_offline_updates=pretrain_offline_updates,
@@ -266,6 +271,9 @@ class MIFQConfig(ImitationConfig):
         if self.replay_is_weights and (self.use_gru or self.chi2_replay is not True):
             self._value_error("`replay_is_weights=True` weights the chi^2 of replay transitions: it needs "
                               "chi2_replay=True and use_gru=False.")
+        if not (isinstance(self.chi2_coef, (int, float)) and self.chi2_coef > 0):
+            self._value_error(f"`chi2_coef` (weight of the chi^2 regulariser) must be a number > 0, got "
+                              f"{self.chi2_coef!r}.")
         if not (isinstance(self.replay_is_clip, (int, float)) and self.replay_is_clip > 0):
             self._value_error(f"`replay_is_clip` must be a number > 0, got {self.replay_is_clip!r}.")
         if self.mixer_lr is not None and self.mixer == "none":

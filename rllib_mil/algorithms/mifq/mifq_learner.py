@@ -5,6 +5,7 @@ Target-network syncing (polyak ``tau`` every ``target_network_update_freq`` samp
 NEXT_OBS learner connector come from RLlib's ``DQNLearner``.
 """
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
@@ -18,7 +19,7 @@ from ray.rllib.utils.annotations import override
 from ray.rllib.utils.typing import ModuleID, TensorType
 
 from rllib_mil.algorithms.bc.bc_loss import bc_term
-from rllib_mil.algorithms.mifq.mifq_loss import mifq_loss, q_gradient_penalty, replay_chi2_input
+from rllib_mil.algorithms.mifq.mifq_loss import chi2_phi, mifq_loss, q_gradient_penalty, replay_chi2_input
 from rllib_mil.algorithms.mifq.mifq_rl_module import TARGET_Q_VALUES
 from rllib_mil.algorithms.utils import raise_if_not_finite
 from rllib_mil.data import schema
@@ -117,6 +118,8 @@ class MIFQTorchLearner(ExpertDataLearner, DQNLearner, TorchLearner):
             v_next_r=None if rep is None else v_next[rep],
             done_r=None if rep is None else done[rep],
             state_r=None if rep is None else state[rep],
+            phi=functools.partial(chi2_phi, coef=config.chi2_coef),
+            chi2_coef=config.chi2_coef,
             replay_weight=replay_weight,
             replay_weight_clip=config.replay_is_clip,
             value_is_expert=is_expert[v_rows],
@@ -133,7 +136,12 @@ class MIFQTorchLearner(ExpertDataLearner, DQNLearner, TorchLearner):
             gp = q_gradient_penalty(module.q_values, rows.obs[:k], rows.obs[n_e : n_e + k], self._expert_gen)
             loss = loss + config.grad_penalty * gp
             terms = {**terms, GRAD_PENALTY: gp.detach(), "loss": loss.detach()}
-        raise_if_not_finite("MIFQ", loss, terms, "Lower `lr`, raise `alpha`, or set `grad_clip`.")
+        extra_loss, extra_terms = self.extra_loss(module, config, rows, q_taken, v_next)
+        if extra_loss is not None:
+            loss = loss + extra_loss
+            terms = {**terms, **extra_terms, "loss": loss.detach()}
+        raise_if_not_finite(type(self).__name__.replace("TorchLearner", ""), loss, terms,
+                            "Lower `lr`, raise `alpha`, or set `grad_clip`.")
         with torch.no_grad():
             q_avail = q.masked_select(mask > 0.5)
             value_replay = v_rows.stop - max(v_rows.start, n_e)
@@ -148,6 +156,11 @@ class MIFQTorchLearner(ExpertDataLearner, DQNLearner, TorchLearner):
             }
         self.metrics.log_dict(metrics, key=module_id, window=1)
         return loss
+
+    def extra_loss(self, module, config, rows: "LossRows", q_taken: torch.Tensor, v_next: torch.Tensor):
+        """Hook for subclasses: ``(loss to add, logged terms)`` from the rows of this update, ``q_taken (B, n)`` =
+        Q_i(o_i, a_i) and ``v_next (B, n)`` = V_i(o_i') (target net or online); ``(None, {})`` adds nothing."""
+        return None, {}
 
     def loss_rows(self, module, config, batch, online_next: bool) -> "LossRows":
         """Rows [0, n_e) expert, [n_e, n_e + n_r) replay: transitions, or the real steps of whole episodes with
@@ -173,8 +186,11 @@ class MIFQTorchLearner(ExpertDataLearner, DQNLearner, TorchLearner):
                 r = r[key]
             return torch.cat([e, r.to(e.dtype)], dim=0)
 
-        o = join(schema.OBS, Columns.OBS, OBS)  # (B, n, d)
-        o_next = join(schema.NEXT_OBS, Columns.NEXT_OBS, OBS)  # (B, n, d)
+        state = join(schema.STATE, Columns.OBS, STATE)  # (B, s)
+        state_next = join(schema.NEXT_STATE, Columns.NEXT_OBS, STATE)  # (B, s)
+        # What the agent rows read: own obs by default, the state for state-conditioned critics (agent_input).
+        o = module.agent_inputs(join(schema.OBS, Columns.OBS, OBS), state)  # (B, n, d_in)
+        o_next = module.agent_inputs(join(schema.NEXT_OBS, Columns.NEXT_OBS, OBS), state_next)  # (B, n, d_in)
         if config.use_target_network:
             with torch.no_grad():
                 q_next = module.forward_target({Columns.OBS: {OBS: o_next}})[TARGET_Q_VALUES]
@@ -186,8 +202,8 @@ class MIFQTorchLearner(ExpertDataLearner, DQNLearner, TorchLearner):
             q_next_online=module.q_values(o_next) if online_next else None,
             mask=join(schema.ACTION_MASK, Columns.OBS, ACTION_MASK),  # (B, n, A)
             mask_next=join(schema.NEXT_ACTION_MASK, Columns.NEXT_OBS, ACTION_MASK),  # (B, n, A)
-            state=join(schema.STATE, Columns.OBS, STATE),  # (B, s)
-            state_next=join(schema.NEXT_STATE, Columns.NEXT_OBS, STATE),  # (B, s)
+            state=state,  # (B, s)
+            state_next=state_next,  # (B, s)
             actions=join(schema.ACTIONS, Columns.ACTIONS),  # (B, n) int64
             # Terminated only: MPE episodes end by truncation, through which we bootstrap.
             done=join(schema.TERMINATED, Columns.TERMINATEDS),  # (B,) float
@@ -209,9 +225,9 @@ class MIFQTorchLearner(ExpertDataLearner, DQNLearner, TorchLearner):
         def cat(key, steps):
             return torch.cat([pad_t(s[key].to(exp[key].dtype), steps) for s in seqs], dim=0)
 
-        obs = cat(SEQ_OBS, T + 1)  # (B, T+1, n, d): o_0 .. o_T
         masks = cat(SEQ_MASK, T + 1)  # (B, T+1, n, A)
         states = cat(SEQ_STATE, T + 1)  # (B, T+1, s)
+        obs = module.agent_inputs(cat(SEQ_OBS, T + 1), states)  # (B, T+1, n, d_in): o_0 .. o_T
         valid = cat(SEQ_VALID, T) > 0  # (B, T)
         n_e = int(exp[SEQ_VALID].sum())
         n_r = int(valid.sum()) - n_e
@@ -257,7 +273,7 @@ class LossRows:
     done: torch.Tensor  # (B,) 1.0 where terminated
     n_e: int
     n_r: int
-    obs: Optional[torch.Tensor]  # (B, n, d) for the gradient penalty (transitions only)
+    obs: Optional[torch.Tensor]  # (B, n, d_in) the agent rows' inputs, for the gradient penalty (transitions only)
 
 
 def value_row_slice(value_rows: str, n_e: int, n_r: int) -> slice:

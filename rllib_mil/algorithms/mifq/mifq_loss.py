@@ -40,9 +40,9 @@ from rllib_mil.modules.mixers import Mixer
 Phi = Callable[[torch.Tensor], torch.Tensor]
 
 
-def chi2_phi(x: torch.Tensor) -> torch.Tensor:
-    """χ² regulariser of IQ-Learn, φ(x) = x + x²/2 (paper §4.3.2)."""
-    return x + x**2 / 2
+def chi2_phi(x: torch.Tensor, coef: float = 0.5) -> torch.Tensor:
+    """χ² regulariser of IQ-Learn, φ(x) = x + c·x² with c = 1/2 (paper §4.3.2; MAMQL's code uses c = 1/4)."""
+    return x + coef * x**2
 
 
 def _check(name: str, t: Optional[torch.Tensor], shape: tuple) -> None:

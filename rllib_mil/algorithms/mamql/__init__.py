@@ -1,0 +1,3 @@
+from rllib_mil.algorithms.mamql.mamql import MAMQL, MAMQLConfig
+
+__all__ = ["MAMQL", "MAMQLConfig"]
