@@ -86,7 +86,11 @@ class ImitationConfig(AlgorithmConfig):
         # evaluation, the team metrics (win rate), and no minimum of env steps or time per iteration.
         self.grad_clip = 10.0
         self.grad_clip_by = "global_norm"
-        self.evaluation(evaluation_config=AlgorithmConfig.overrides(explore=False))
+        # Greedy evaluation, one env per evaluation runner: with N parallel envs and a duration counted in episodes,
+        # the first episodes to finish are the short ones, which biases the metrics when episode lengths vary
+        # (SMAX: quick wins; measured 0.86 win rate over 32-episode evaluations with 32 envs vs 0.71 on 200
+        # sequential battles of the same checkpoint).
+        self.evaluation(evaluation_config=AlgorithmConfig.overrides(explore=False, num_envs_per_env_runner=1))
         from rllib_mil.callbacks import TeamMetricsCallback
 
         self.callbacks(TeamMetricsCallback)
