@@ -275,7 +275,7 @@ def make_scheduler(args, search: Dict[str, Any], metric: str, source: str):
             f"{source}: --scheduler pbt perturbs the config's sampled settings, but it has none. Give the settings "
             "to explore as search spaces, e.g. `lr: {loguniform: [0.0001, 0.001]}` and `alpha: {uniform: [0.05, 0.2]}`.")
     return PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=args.pbt_interval,
-                                   hyperparam_mutations=mutations)
+                                   hyperparam_mutations=mutations, synch=getattr(args, "pbt_synch", False))
 
 
 def trial_error_message(error) -> str:
@@ -381,6 +381,9 @@ def make_parser() -> argparse.ArgumentParser:
     tf.add_argument("--mode", choices=["max", "min"], default="max")
     tf.add_argument("--grace-period", type=int, default=2, help="ASHA: iterations before a trial can be stopped")
     tf.add_argument("--pbt-interval", type=int, default=4, help="PBT: iterations between perturbations")
+    tf.add_argument("--pbt-synch", action="store_true",
+                    help="PBT: synchronous rounds (every trial reaches the interval before the weakest copy the "
+                         "strongest); slower, but each round compares all trials even when they cannot all run at once")
     tf.add_argument("--resource-wait", type=float, default=600.0,
                     help="on an existing cluster: seconds to wait for the resources of one trial to appear "
                          "(KubeRay workers starting, autoscaling) before failing; a local Ray fails at once")

@@ -75,13 +75,15 @@ def test_interrupted_experiment_resumes_from_its_checkpoint(tmp_path, cli_env):
 
 
 def test_pbt_through_the_cli_exploits_and_perturbs(tmp_path, cli_env):
-    """`--scheduler pbt` end to end: two trials, a perturbation every 2 iterations; the weaker trial restores the
-    stronger one's checkpoint and continues with a perturbed lr (its results show the change, Tune logs the
-    exploit), and both reach the stop criterion."""
+    """`--scheduler pbt` end to end: two trials, a synchronous perturbation round every 2 iterations (so each round
+    compares both trials even when the machine runs them one at a time); the weaker trial restores the stronger
+    one's checkpoint and continues with a perturbed lr (its results show the change, Tune logs the exploit), and
+    both reach the stop criterion."""
     cfg = write_yaml(tmp_path / "pbt.yaml", exp_name="pbt", stop={"training_iteration": 8},
                      config={**TINY, "lr": {"loguniform": [0.0001, 0.001]}})
     proc = run_cli(["train", "file", cfg, "--storage-path", str(tmp_path / "r"), "--scheduler", "pbt",
-                    "--pbt-interval", "2", "--num-samples", "2", "--metric", "env_runners/episode_return_mean"],
+                    "--pbt-interval", "2", "--pbt-synch", "--num-samples", "2",
+                    "--metric", "env_runners/episode_return_mean"],
                    cli_env, timeout=600)
     assert proc.returncode == 0, explain(proc)
     trials = sorted(p for p in glob.glob(str(tmp_path / "r" / "pbt" / "*")) if os.path.isdir(p))
