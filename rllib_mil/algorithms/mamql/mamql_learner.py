@@ -26,16 +26,12 @@ class MAMQLTorchLearner(MIFQTorchLearner):
                                                  AddAgentRewardsFromInfos())
 
     @override(MIFQTorchLearner)
-    def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
-        self._true_rewards = batch.get(AGENT_REWARDS)  # (Br, n) or None (offline updates)
-        return super().compute_loss_for_module(module_id=module_id, config=config, batch=batch, fwd_out=fwd_out)
-
-    def extra_loss(self, module, config, rows, q_taken: torch.Tensor, v_next: torch.Tensor):
+    def extra_loss(self, module, config, batch, rows, q_taken: torch.Tensor, v_next: torch.Tensor):
         # Rows: expert and replay transitions alike (whichever entered this update).
         r_pred = module.rewards(rows.state, rows.actions)  # (B, n)
         mse, _ = reward_recovery_loss(r_pred, q_taken, v_next, rows.done, config.gamma)
         terms = {REWARD_MSE: mse.detach(), RECOVERED_REWARD_MEAN: r_pred.detach().mean()}
-        true = self._true_rewards
+        true = batch.get(AGENT_REWARDS)  # (Br, n); absent in offline updates
         if true is not None and rows.n_r and rows.obs is not None:
             rec = r_pred.detach()[rows.n_e:rows.n_e + rows.n_r]  # (Br, n) replay rows
             terms[REWARD_CORR_REPLAY] = torch_pearson(rec, true.to(rec.dtype)).nanmean()

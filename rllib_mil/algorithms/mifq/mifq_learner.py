@@ -136,7 +136,7 @@ class MIFQTorchLearner(ExpertDataLearner, DQNLearner, TorchLearner):
             gp = q_gradient_penalty(module.q_values, rows.obs[:k], rows.obs[n_e : n_e + k], self._expert_gen)
             loss = loss + config.grad_penalty * gp
             terms = {**terms, GRAD_PENALTY: gp.detach(), "loss": loss.detach()}
-        extra_loss, extra_terms = self.extra_loss(module, config, rows, q_taken, v_next)
+        extra_loss, extra_terms = self.extra_loss(module, config, batch, rows, q_taken, v_next)
         if extra_loss is not None:
             loss = loss + extra_loss
             terms = {**terms, **extra_terms, "loss": loss.detach()}
@@ -157,9 +157,10 @@ class MIFQTorchLearner(ExpertDataLearner, DQNLearner, TorchLearner):
         self.metrics.log_dict(metrics, key=module_id, window=1)
         return loss
 
-    def extra_loss(self, module, config, rows: "LossRows", q_taken: torch.Tensor, v_next: torch.Tensor):
-        """Hook for subclasses: ``(loss to add, logged terms)`` from the rows of this update, ``q_taken (B, n)`` =
-        Q_i(o_i, a_i) and ``v_next (B, n)`` = V_i(o_i') (target net or online); ``(None, {})`` adds nothing."""
+    def extra_loss(self, module, config, batch, rows: "LossRows", q_taken: torch.Tensor, v_next: torch.Tensor):
+        """Hook for subclasses: ``(loss to add, logged terms)`` from the update's train ``batch``, its rows,
+        ``q_taken (B, n)`` = Q_i(o_i, a_i) and ``v_next (B, n)`` = V_i(o_i') (target net or online); ``(None, {})``
+        adds nothing."""
         return None, {}
 
     def loss_rows(self, module, config, batch, online_next: bool) -> "LossRows":
