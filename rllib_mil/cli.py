@@ -210,7 +210,17 @@ def cmd_train_file(args) -> int:
             # Tune's experiment state: finished trials stay finished, the others restart from their latest
             # checkpoint (errored ones too), with the searcher's and scheduler's state.
             print(f"== resuming {exp_dir}", flush=True)
-            tuner = tune.Tuner.restore(exp_dir, trainable=exp["run"], param_space=param_space, resume_errored=True)
+            try:
+                tuner = tune.Tuner.restore(exp_dir, trainable=exp["run"], param_space=param_space,
+                                           resume_errored=True)
+            except ValueError as e:
+                if "param_space" not in str(e):
+                    raise
+                # The config's keys changed since the run started (a newer rllib-mil added or renamed a setting):
+                # Tune only accepts the stored keys, so continue with the stored config.
+                print("== the config's settings differ from the stored run's (rllib-mil changed since it started); "
+                      "resuming with the stored config, --config overrides are not applied", flush=True)
+                tuner = tune.Tuner.restore(exp_dir, trainable=exp["run"], resume_errored=True)
         else:
             if args.resume:
                 print(f"== nothing to resume at {exp_dir}: starting it", flush=True)

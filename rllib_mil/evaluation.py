@@ -121,7 +121,7 @@ class CheckpointExpert(ModulePolicy):
 
         module, self.config = load_team_module(path)
         algo = getattr(self.config.algo_class, "__name__", str(self.config.algo_class))
-        if algo not in ALGORITHMS:
+        if algo not in {cls.__name__ for cls, _ in ALGORITHMS.values()}:
             raise ValueError(
                 f"Checkpoint {path} comes from algorithm {algo!r}, which does not act in a team env: expert "
                 f"checkpoints must come from one of {sorted(ALGORITHMS)} (e.g. `rllib train file "

@@ -16,7 +16,8 @@ import numpy as np
 
 TASK_ORDER = ["mpe/simple_spread", "mpe/simple_reference", "mpe/simple_speaker_listener"]
 # The paper's order (Table 1): baselines first, MIFQ last; then the ablations and the RL expert.
-ALGO_ORDER = ["BC", "IIQ", "IQVDN", "MASQIL", "MAGAIL", "MIFQ", "MIFQ:offline", "MAPPO"]
+ALGO_ORDER = ["BC", "IIQ", "IQVDN", "MASQIL", "MAGAIL", "MIFQ", "MIFQ:offline", "MAPPO",
+              "QMIX", "QMIX-DA", "QPLEX", "QPLEX-DA", "DMIX", "DMIX-DA"]
 RETURN_COLUMNS = ("env_runners/episode_return_mean", "evaluation/env_runners/episode_return_mean")
 
 
@@ -65,9 +66,10 @@ def _score_table(rows: List[dict]) -> List[str]:
     lines = [
         "| method | " + " | ".join(tasks) + " |",
         "|---|" + "---|" * len(tasks),
-        f"| {rows[0].get('expert_label', 'expert')} (return) | "
-        + " | ".join(_reference(rows, t, "expert") for t in tasks) + " |",
     ]
+    if "expert_return" in rows[0]:  # imitation rows; RL benchmarks (e.g. benchmarks/igm_da_smax.py) have no expert
+        lines.append(f"| {rows[0].get('expert_label', 'expert')} (return) | "
+                     + " | ".join(_reference(rows, t, "expert") for t in tasks) + " |")
     lines += [f"| {a} | " + " | ".join(_cell(by.get((t, a), [])) for t in tasks) + " |" for a in algos]
     lines.append("| random (return) | " + " | ".join(_reference(rows, t, "random") for t in tasks) + " |")
     return lines
@@ -121,9 +123,11 @@ def benchmark_report(path: str, docs: str, name: str, title: str) -> str:
             f"episodes, lr={r0['lr']}, alpha={ra.get('alpha', '?')}, gamma={ra.get('gamma', '?')}; greedy decentralized evaluation on "
             f"{r0['eval_episodes']} episodes."
         )
+    score = ("score = (R − R_random) / (R_expert − R_random)" if "expert_return" in r0 else
+             f"score = {r0.get('curve_label', 'the result')}")
     lines += [
         "",
-        f"score = (R − R_random) / (R_expert − R_random), mean ± std over seeds {sorted({r['seed'] for r in rows})}. "
+        f"{score}, mean ± std over seeds {sorted({r['seed'] for r in rows})}. "
         f"{budget} Mean wall time per run {np.mean([r['wall_s'] for r in rows]):.0f} s (2-CPU machine, CPU learner).",
     ]
     table = "\n".join(lines).strip("\n")
@@ -165,18 +169,18 @@ def _plot_curves(rows, groups, tasks, algos, out, value_index, ylabel, reference
                 ys = np.array([[p[value_index] for p in c[:n]] for c in curves], dtype=float)
                 if np.isnan(ys).all():  # e.g. no Q values (BC, MAGAIL) on the Q-magnitude plot
                     continue
-                if references and ref is not None:
+                if references and ref is not None and "expert_return" in ref:
                     ys = (ys - ref["random_return"]) / (ref["expert_return"] - ref["random_return"])
                 x_max, x_min = max(x_max, xs[-1]), min(x_min, min(x for x in xs if x > 0) if any(x > 0 for x in xs) else x_min)
                 color = f"C{algos.index(a) % 10}"  # one colour per method across panels
                 ax.plot(xs, np.nanmean(ys, 0), label=a, color=color)
                 ax.fill_between(xs, np.nanmin(ys, 0), np.nanmax(ys, 0), alpha=0.2, color=color)
-            if references and ref is not None:
+            if references and ref is not None and "expert_return" in ref:
                 ax.axhline(1.0, color="k", ls="--", lw=1, label=ref.get("expert_label", "expert"))
                 ax.axhline(0.0, color="grey", ls=":", lw=1, label="random")
             if x_min < float("inf") and x_max / x_min > 20:
                 ax.set_xscale("log")
-            label = f"score ({ylabel})" if references else ylabel
+            label = f"score ({ylabel})" if references and ref is not None and "expert_return" in ref else ylabel
             ax.set(title=t if d is None else f"{t}, {d} demos", xlabel="env steps", ylabel=label)
     _legend(fig, axes)
     fig.tight_layout()

@@ -260,6 +260,26 @@ def test_train_file_offline_tuned_example(cli_env, tmp_path):
     assert math.isfinite(last["evaluation"]["env_runners"]["episode_return_mean"])
 
 
+def test_train_file_igm_da_tuned_example(cli_env, tmp_path):
+    """The IGM-DA tuned example through the user's command: both experiments (QMIX, QMIX-DA) on SMAX 8m with sight 0
+    train, evaluate the acting agents greedily (win rate) and log the teach loss for QMIX-DA."""
+    cfg = os.path.join(REPO, "tuned_examples", "igm_da_smax_8m.yaml")
+    small = {"num_env_runners": 0, "num_envs_per_env_runner": 4, "num_steps_sampled_before_learning_starts": 50,
+             "num_updates_per_iteration": 2, "train_batch_size_per_learner": 32, "evaluation_interval": 3,
+             "evaluation_duration": 1}
+    proc = run_cli(["train", "file", cfg, "--stop", json.dumps({"training_iteration": 3}), "--config",
+                    json.dumps(small), "--storage-path", str(tmp_path / "results")], cli_env, timeout=300)
+    assert proc.returncode == 0, explain(proc)
+    for exp, algo in (("qmix-smax-8m-sight0", "QMIX_"), ("qmix-da-smax-8m-sight0", "QMIX-DA_")):
+        (result_file,) = glob.glob(str(tmp_path / "results" / exp / f"{algo}*" / "result.json"))
+        with open(result_file) as f:
+            last = [json.loads(line) for line in f if line.strip()][-1]
+        learner = last["learners"]["default_policy"]
+        assert math.isfinite(learner["td_loss"]) and learner["replay_rows"] == 32
+        assert ("teach_loss" in learner) == (algo == "QMIX-DA_")
+        assert 0.0 <= last["evaluation"]["env_runners"]["win_rate"] <= 1.0
+
+
 def test_tuned_examples_are_valid_configs():
     files = sorted(glob.glob(os.path.join(REPO, "tuned_examples", "*.yaml")))
     assert files

@@ -49,3 +49,22 @@ def test_benchmark_report_shows_win_rates(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     table = benchmark_report(str(path), str(tmp_path / "docs"), name="smax", title="t")
     assert "0.80 ± 0.00 (-10.5; win 0.60 ± 0.10; n=2)" in table and "-7.0 (win 0.68)" in table
+
+
+def test_benchmark_report_of_rl_rows_without_an_expert(tmp_path):
+    """RL benchmark rows (benchmarks/igm_da_smax.py): no expert line, score = greedy win rate, win-rate curves."""
+    path = tmp_path / "rows.jsonl"
+    rows = []
+    for algo, wins in (("QMIX", (0.2, 0.4)), ("QMIX-DA", (0.6, 0.8))):
+        for s, w in enumerate(wins):
+            rows.append({"task": "smax/3m", "algo": algo, "seed": s, "score": w, "win_rate": w, "return": 1.0 + w,
+                         "random_return": 0.1, "random_win_rate": 0.0, "env_steps": 1000, "wall_s": 2.0,
+                         "curve": [[500, w / 2, 0.3], [1000, w, 0.4]], "curve_label": "greedy win rate",
+                         "budget": "Budget: 1000 env steps."})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = benchmark_report(str(path), str(tmp_path / "docs"), name="igm", title="t")
+    body = [ln.split(" | ")[0] for ln in table.splitlines() if ln.startswith("| ") and not ln.startswith("| method")]
+    assert body == ["| QMIX", "| QMIX-DA", "| random (return)"]
+    assert "0.30 ± 0.10 (1.3; win 0.30 ± 0.10; n=2)" in table and "0.70 ± 0.10" in table
+    assert "score = greedy win rate" in table and "Budget: 1000 env steps." in table
+    assert (tmp_path / "docs" / "igm_curves.png").stat().st_size > 0

@@ -13,7 +13,7 @@ expert-only updates.
 * ``expert_only_updates(algo, n_updates, first_update)``: learner updates that use expert rows alone (offline
   mode), each marked by a one-row batch, followed by the weight sync to the env runners.
 """
-from typing import Any, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional, Union
 
 import numpy as np
 import torch
@@ -22,11 +22,18 @@ from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.annotations import override
+from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 from ray.rllib.utils.metrics import (
     ALL_MODULES,
+    ENV_RUNNER_RESULTS,
+    ENV_RUNNER_SAMPLING_TIMER,
     LEARNER_RESULTS,
     LEARNER_UPDATE_TIMER,
+    NUM_AGENT_STEPS_SAMPLED_LIFETIME,
     NUM_ENV_STEPS_SAMPLED_LIFETIME,
+    REPLAY_BUFFER_ADD_DATA_TIMER,
+    REPLAY_BUFFER_RESULTS,
+    REPLAY_BUFFER_SAMPLE_TIMER,
     SYNCH_WORKER_WEIGHTS_TIMER,
     TIMERS,
 )
@@ -47,19 +54,13 @@ EXPERT_SAMPLER = "expert_sampler_rng"
 REPLAY_SAMPLER = "replay_sampler_rng"
 
 
-class ImitationConfig(AlgorithmConfig):
-    """Settings every imitation algorithm shares; subclasses add their own and call ``super().training``."""
-
-    # Whether the algorithm can learn from the demonstrations alone (`offline=True`); SQIL-style methods cannot.
-    offline_capable = True
+class TeamConfig(AlgorithmConfig):
+    """Settings every off-policy team algorithm here shares (the imitation algorithms and the value-decomposition RL
+    algorithms): the shared agent network, updates per iteration, replay checkpoints, greedy one-env evaluation and
+    the team metrics. Subclasses add their own and call ``super().training``."""
 
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class)
-        # Demonstrations: a Parquet path (see rllib_mil/data), or a dict asking for them to be generated once and
-        # cached: {"expert": "scripted" | "random" | CHECKPOINT, "episodes": 128, "seed": 0}.
-        self.expert_data: Union[str, Dict[str, Any], None] = None
-        # Expert rows per update (drawn uniformly from the on-device expert buffer); with use_gru, episodes.
-        self.expert_batch_size = 128
         # Shared per-agent network: MLP hidden sizes (with use_gru: the encoder before the GRU), one-hot agent id
         # appended to each agent's own observation.
         self.hidden = [128, 128]
@@ -72,9 +73,6 @@ class ImitationConfig(AlgorithmConfig):
         # `train_batch_size_per_learner`) count episodes instead of transitions (rllib_mil/data/sequences.py).
         self.use_gru = False
         self.gru_hidden = 64
-        # Offline mode, for users who only have a dataset: no env sampling for training and no replay buffer;
-        # env runners only evaluate (`evaluation_interval`).
-        self.offline = False
         # Learner updates per training iteration.
         self.num_updates_per_iteration = 32
         # Checkpoints carry the replay buffer (RLlib's new stack saves none) and the expert sampler's RNG, so a
@@ -101,30 +99,24 @@ class ImitationConfig(AlgorithmConfig):
     def training(
         self,
         *,
-        expert_data: Optional[Union[str, Dict[str, Any]]] = NotProvided,
-        expert_batch_size: Optional[int] = NotProvided,
         hidden=NotProvided,
         add_agent_id: Optional[bool] = NotProvided,
         agent_input: Optional[str] = NotProvided,
         use_gru: Optional[bool] = NotProvided,
         gru_hidden: Optional[int] = NotProvided,
-        offline: Optional[bool] = NotProvided,
         num_updates_per_iteration: Optional[int] = NotProvided,
         checkpoint_replay_buffer: Optional[bool] = NotProvided,
         **kwargs,
     ) -> Self:
-        """Sets the shared imitation settings; see ``__init__`` for each one's meaning and default."""
+        """Sets the shared team settings; see ``__init__`` for each one's meaning and default."""
         super().training(**kwargs)
         set_provided(
             self,
-            expert_data=expert_data,
-            expert_batch_size=expert_batch_size,
             hidden=hidden,
             add_agent_id=add_agent_id,
             agent_input=agent_input,
             use_gru=use_gru,
             gru_hidden=gru_hidden,
-            offline=offline,
             num_updates_per_iteration=num_updates_per_iteration,
             checkpoint_replay_buffer=checkpoint_replay_buffer,
         )
@@ -133,13 +125,6 @@ class ImitationConfig(AlgorithmConfig):
     @override(AlgorithmConfig)
     def validate(self) -> None:
         super().validate()
-        name = self.algo_class.__name__ if self.algo_class else "This algorithm"
-        if self.expert_data is None and not self.in_evaluation:
-            self._value_error(
-                f"{name} imitates demonstrations but `expert_data` is not set. Set "
-                "`config.training(expert_data='demos.parquet')` (see `rllib demos collect`) or "
-                "`expert_data={'expert': 'scripted', 'episodes': 128}` to generate them once and cache them."
-            )
         if not isinstance(self.use_gru, bool):
             self._value_error(f"`use_gru` must be True or False, got {self.use_gru!r}.")
         from rllib_mil.modules.team_module import AGENT_INPUTS
@@ -154,12 +139,9 @@ class ImitationConfig(AlgorithmConfig):
                 self._value_error(f"`gru_hidden` must be an integer >= 1, got {self.gru_hidden!r}.")
         if not isinstance(self.checkpoint_replay_buffer, bool):
             self._value_error(f"`checkpoint_replay_buffer` must be True or False, got {self.checkpoint_replay_buffer!r}.")
-        if not isinstance(self.offline, bool):
-            self._value_error(f"`offline` must be True or False, got {self.offline!r}.")
-        for key in ("expert_batch_size", "num_updates_per_iteration"):
-            value = getattr(self, key)
-            if not (isinstance(value, int) and value >= 1):
-                self._value_error(f"`{key}` must be an integer >= 1, got {value!r}.")
+        value = self.num_updates_per_iteration
+        if not (isinstance(value, int) and value >= 1):
+            self._value_error(f"`num_updates_per_iteration` must be an integer >= 1, got {value!r}.")
 
     @property
     @override(AlgorithmConfig)
@@ -173,7 +155,126 @@ class ImitationConfig(AlgorithmConfig):
         }
 
 
-class ImitationAlgorithm(HungEnvRunnerGuard, Algorithm):
+class ImitationConfig(TeamConfig):
+    """Settings every imitation algorithm shares; subclasses add their own and call ``super().training``."""
+
+    # Whether the algorithm can learn from the demonstrations alone (`offline=True`); SQIL-style methods cannot.
+    offline_capable = True
+
+    def __init__(self, algo_class=None):
+        super().__init__(algo_class=algo_class)
+        # Demonstrations: a Parquet path (see rllib_mil/data), or a dict asking for them to be generated once and
+        # cached: {"expert": "scripted" | "random" | CHECKPOINT, "episodes": 128, "seed": 0}.
+        self.expert_data: Union[str, Dict[str, Any], None] = None
+        # Expert rows per update (drawn uniformly from the on-device expert buffer); with use_gru, episodes.
+        self.expert_batch_size = 128
+        # Offline mode, for users who only have a dataset: no env sampling for training and no replay buffer;
+        # env runners only evaluate (`evaluation_interval`).
+        self.offline = False
+
+    @override(TeamConfig)
+    def training(
+        self,
+        *,
+        expert_data: Optional[Union[str, Dict[str, Any]]] = NotProvided,
+        expert_batch_size: Optional[int] = NotProvided,
+        offline: Optional[bool] = NotProvided,
+        **kwargs,
+    ) -> Self:
+        """Sets the shared imitation settings; see ``__init__`` for each one's meaning and default."""
+        super().training(**kwargs)
+        set_provided(self, expert_data=expert_data, expert_batch_size=expert_batch_size, offline=offline)
+        return self
+
+    @override(TeamConfig)
+    def validate(self) -> None:
+        super().validate()
+        name = self.algo_class.__name__ if self.algo_class else "This algorithm"
+        if self.expert_data is None and not self.in_evaluation:
+            self._value_error(
+                f"{name} imitates demonstrations but `expert_data` is not set. Set "
+                "`config.training(expert_data='demos.parquet')` (see `rllib demos collect`) or "
+                "`expert_data={'expert': 'scripted', 'episodes': 128}` to generate them once and cache them."
+            )
+        if not isinstance(self.offline, bool):
+            self._value_error(f"`offline` must be True or False, got {self.offline!r}.")
+        value = self.expert_batch_size
+        if not (isinstance(value, int) and value >= 1):
+            self._value_error(f"`expert_batch_size` must be an integer >= 1, got {value!r}.")
+
+
+class TeamAlgorithm(HungEnvRunnerGuard, Algorithm):
+    """Base of the off-policy team algorithms: the replay sampler is seeded from ``config.seed`` and checkpointed
+    with the replay buffer (``checkpoint_replay_buffer``); hung env runners are restarted (HungEnvRunnerGuard)."""
+
+    @override(Algorithm)
+    def _create_local_replay_buffer_if_necessary(self, config):
+        buffer = super()._create_local_replay_buffer_if_necessary(config)
+        if buffer is not None and hasattr(buffer, "rng"):
+            # RLlib seeds the episode buffer's sampler from the OS (seed=None): runs with the same `seed` would draw
+            # different replay rows. Seed it from the config (its state is checkpointed, see get_state).
+            buffer.rng = np.random.default_rng(config.seed)
+        return buffer
+
+    @override(Algorithm)
+    def get_state(self, components=None, *, not_components=None, **kwargs) -> Dict[str, Any]:
+        state = super().get_state(components, not_components=not_components, **kwargs)
+        if (self.config.checkpoint_replay_buffer and self.local_replay_buffer is not None
+                and self._check_component(REPLAY_BUFFER, components, not_components)):
+            state[REPLAY_BUFFER] = self.local_replay_buffer.get_state()
+        if self.local_replay_buffer is not None and hasattr(self.local_replay_buffer, "rng"):
+            state[REPLAY_SAMPLER] = self.local_replay_buffer.rng.bit_generator.state
+        return state
+
+    def sample_into_replay(self) -> int:
+        """One round of sampling on the env runners, stored in the replay buffer; returns the env steps sampled over
+        the run so far."""
+        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
+            episodes, env_runner_results = synchronous_parallel_sample(
+                worker_set=self.env_runner_group,
+                concat=True,
+                sample_timeout_s=self.config.sample_timeout_s,
+                _uses_new_env_runners=True,
+                _return_metrics=True,
+            )
+        self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
+        with self.metrics.log_time((TIMERS, REPLAY_BUFFER_ADD_DATA_TIMER)):
+            self.local_replay_buffer.add(episodes)
+        return self.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0)
+
+    def replay_updates(self, draw: Callable[[], Dict[str, Any]], timestep: int) -> None:
+        """``num_updates_per_iteration`` learner updates, each on ``draw()`` (the kwargs of ``LearnerGroup.update``:
+        ``episodes=`` or ``batch=`` from the replay buffer), then the weight sync to the env runners. ``timestep``
+        drives the target-network schedule (DQNLearner counts sampled env steps)."""
+        learner_results = None
+        for _ in range(self.config.num_updates_per_iteration):
+            with self.metrics.log_time((TIMERS, REPLAY_BUFFER_SAMPLE_TIMER)):
+                replay = draw()
+            with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+                learner_results = self.learner_group.update(
+                    **replay,
+                    timesteps={
+                        NUM_ENV_STEPS_SAMPLED_LIFETIME: timestep,
+                        NUM_AGENT_STEPS_SAMPLED_LIFETIME: self.metrics.peek(
+                            (ENV_RUNNER_RESULTS, NUM_AGENT_STEPS_SAMPLED_LIFETIME), default={}
+                        ),
+                    },
+                )
+            self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
+        self.metrics.aggregate([self.local_replay_buffer.get_metrics()], key=REPLAY_BUFFER_RESULTS)
+        # Only the acting network goes back to the env runners (inference_only drops mixers and target nets).
+        sync_env_runner_weights(self, learner_results)
+
+    @override(Algorithm)
+    def set_state(self, state: Dict[str, Any]) -> None:
+        super().set_state(state)
+        if REPLAY_BUFFER in state and self.local_replay_buffer is not None:
+            self.local_replay_buffer.set_state(state[REPLAY_BUFFER])
+        if REPLAY_SAMPLER in state and self.local_replay_buffer is not None:
+            self.local_replay_buffer.rng.bit_generator.state = state[REPLAY_SAMPLER]
+
+
+class ImitationAlgorithm(TeamAlgorithm):
     """Base of the imitation algorithms: the demonstrations are resolved and validated on the driver before
     anything else starts, offline runs get no replay buffer, and ``_n_offline_updates`` counts expert-only
     updates (their target-network schedule)."""
@@ -186,37 +287,23 @@ class ImitationAlgorithm(HungEnvRunnerGuard, Algorithm):
         super().setup(config)
         self._n_offline_updates = 0
 
-    @override(Algorithm)
+    @override(TeamAlgorithm)
     def _create_local_replay_buffer_if_necessary(self, config):
         # Offline: no replay buffer at all (nothing would fill it).
         if config.get("offline"):
             return None
-        buffer = super()._create_local_replay_buffer_if_necessary(config)
-        if buffer is not None and hasattr(buffer, "rng"):
-            # RLlib seeds the episode buffer's sampler from the OS (seed=None): runs with the same `seed` would draw
-            # different replay rows. Seed it from the config (its state is checkpointed, see get_state).
-            buffer.rng = np.random.default_rng(config.seed)
-        return buffer
+        return super()._create_local_replay_buffer_if_necessary(config)
 
-    @override(Algorithm)
+    @override(TeamAlgorithm)
     def get_state(self, components=None, *, not_components=None, **kwargs) -> Dict[str, Any]:
         state = super().get_state(components, not_components=not_components, **kwargs)
         state[OFFLINE_UPDATES] = self._n_offline_updates
-        if (self.config.checkpoint_replay_buffer and self.local_replay_buffer is not None
-                and self._check_component(REPLAY_BUFFER, components, not_components)):
-            state[REPLAY_BUFFER] = self.local_replay_buffer.get_state()
-        if self.local_replay_buffer is not None and hasattr(self.local_replay_buffer, "rng"):
-            state[REPLAY_SAMPLER] = self.local_replay_buffer.rng.bit_generator.state
         return state
 
-    @override(Algorithm)
+    @override(TeamAlgorithm)
     def set_state(self, state: Dict[str, Any]) -> None:
         super().set_state(state)
         self._n_offline_updates = state.get(OFFLINE_UPDATES, self._n_offline_updates)
-        if REPLAY_BUFFER in state and self.local_replay_buffer is not None:
-            self.local_replay_buffer.set_state(state[REPLAY_BUFFER])
-        if REPLAY_SAMPLER in state and self.local_replay_buffer is not None:
-            self.local_replay_buffer.rng.bit_generator.state = state[REPLAY_SAMPLER]
 
     def _offline_training_step(self) -> None:
         # Expert rows only: the learner draws them from its on-device buffer.

@@ -3,7 +3,8 @@
 Families, because they are tested differently: ``IMITATION`` algorithms learn from demonstrations
 (``expert_data``; tests/test_imitation.py loops over all of them, benchmarks/table1.py measures all of them), ``INVERSE_Q`` is the inverse soft-Q subset
 (MIFQ and its ablations, online with replay rows in the loss; tests/test_algorithms.py), ``RL`` algorithms learn
-from the env reward (MAPPO trains the experts; tests/test_rl_algorithms.py). A new algorithm is tested by being
+from the env reward (MAPPO trains the experts; tests/test_rl_algorithms.py), ``VALUE_DECOMPOSITION`` are the
+value-based RL algorithms with mixers and their IGM-DA mode (tests/test_value_decomposition.py). A new algorithm is tested by being
 registered here.
 """
 
@@ -18,6 +19,9 @@ from rllib_mil.algorithms.mamql.mamql import MAMQL, MAMQLConfig
 from rllib_mil.algorithms.mappo.mappo import MAPPO, MAPPOConfig
 from rllib_mil.algorithms.masqil.masqil import MASQIL, MASQILConfig
 from rllib_mil.algorithms.mifq.mifq import IIQ, IQVDN, MIFQ, IIQConfig, IQVDNConfig, MIFQConfig
+from rllib_mil.algorithms.qmix.qmix import QMIX, QMIXDA, QMIXConfig, QMIXDAConfig
+from rllib_mil.algorithms.qplex.qplex import QPLEX, QPLEXDA, QPLEXConfig, QPLEXDAConfig
+from rllib_mil.algorithms.dmix.dmix import DMIX, DMIXDA, DMIXConfig, DMIXDAConfig
 
 Entry = Tuple[Type[Algorithm], Type[AlgorithmConfig]]
 
@@ -36,7 +40,17 @@ IMITATION: Dict[str, Entry] = {
 RL: Dict[str, Entry] = {
     "MAPPO": (MAPPO, MAPPOConfig),
 }
-ALGORITHMS: Dict[str, Entry] = {**IMITATION, **RL}
+# Value-decomposition RL (tests/test_value_decomposition.py) and their IGM-DA mode (the "-DA" names: expert agents
+# on the global state, learner agents on local observations trained by DAgger).
+VALUE_DECOMPOSITION: Dict[str, Entry] = {
+    "QMIX": (QMIX, QMIXConfig),
+    "QPLEX": (QPLEX, QPLEXConfig),
+    "DMIX": (DMIX, DMIXConfig),
+    "QMIX-DA": (QMIXDA, QMIXDAConfig),
+    "QPLEX-DA": (QPLEXDA, QPLEXDAConfig),
+    "DMIX-DA": (DMIXDA, DMIXDAConfig),
+}
+ALGORITHMS: Dict[str, Entry] = {**IMITATION, **RL, **VALUE_DECOMPOSITION}
 
 
 def get_algorithm(name: str) -> Tuple[Type[Algorithm], Type[AlgorithmConfig]]:

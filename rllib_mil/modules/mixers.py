@@ -29,7 +29,8 @@ class Mixer(nn.Module):
         self.n_agents = n_agents
         self.state_dim = state_dim
 
-    def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None, **extra) -> torch.Tensor:
+        """``extra``: inputs some mixers need beyond the agents' values (QPLEX: ``v`` and ``actions``)."""
         name = type(self).__name__
         if x.dim() != 2 or x.shape[1] != self.n_agents:
             raise ValueError(f"{name} expects x of shape (B, n_agents={self.n_agents}), got {tuple(x.shape)}")
@@ -44,12 +45,12 @@ class Mixer(nn.Module):
             raise ValueError(
                 f"{name}: x and state disagree on the batch size: x {tuple(x.shape)}, state {tuple(state.shape)}"
             )
-        out = self.mix(x, state)
+        out = self.mix(x, state, **extra)
         if out.shape != x.shape[:1]:
             raise RuntimeError(f"{name}.mix must return shape ({x.shape[0]},), got {tuple(out.shape)}")
         return out
 
-    def mix(self, x: torch.Tensor, state: Optional[torch.Tensor]) -> torch.Tensor:  # (B, n), (B, s) -> (B,)
+    def mix(self, x: torch.Tensor, state: Optional[torch.Tensor], **extra) -> torch.Tensor:  # (B, n), (B, s) -> (B,)
         raise NotImplementedError
 
 
@@ -135,6 +136,92 @@ class HyperMonotoneMixer(Mixer):
         if self.hyper_b2 is not None:
             out = out + self.hyper_b2(state).view(B)
         return out
+
+
+class StateWeightedSumMixer(Mixer):
+    """``Σ_i w_i(S)·x_i`` with ``w_i(S) = |h(S)_i| ≥ 0`` from a two-layer hypernetwork: linear in x, monotone, no bias
+    (DMIX's shape mixer: it mixes the agents' quantile deviations Z_i − E[Z_i], whose mix must stay centred)."""
+
+    monotone_convex = True
+
+    def __init__(self, n_agents: int, state_dim: int, hypernet_hidden: int = 64):
+        super().__init__(n_agents, state_dim)
+        self.hyper_w = _hypernet(state_dim, hypernet_hidden, n_agents)
+
+    def mix(self, x, state):
+        return (x * self.hyper_w(state).abs()).sum(dim=-1)  # (B, n) * (B, n) -> (B,)
+
+
+class DuplexMixer(Mixer):
+    """QPLEX's duplex dueling mixer (Wang et al. 2021): ``mix(Q_i(τ_i, a_i), S, v=V_i(τ_i), actions=one-hot a)``.
+
+    Each agent's values are transformed with state-conditioned positive weights and biases,
+    Q_i ← w_i(S)·Q_i + b_i(S) and V_i ← w_i(S)·V_i + b_i(S) (so A_i = Q_i − V_i keeps its sign);
+    then ``Q_tot = Σ_i V_i + Σ_i λ_i(S, a)·A_i`` with ``λ_i > 0`` from a multi-head attention-like weight over the
+    state and the joint action. With ``V_i = max_a Q_i`` every ``A_i ≤ 0``, so Q_tot ≤ Σ V_i with equality exactly when
+    each agent takes its own greedy action: the joint argmax is the agents' argmaxes (IGM), for any λ.
+    """
+
+    def __init__(self, n_agents: int, state_dim: int, n_actions: int, hypernet_hidden: int = 64, n_heads: int = 4):
+        super().__init__(n_agents, state_dim)
+        self.n_actions, self.n_heads = n_actions, n_heads
+        self.hyper_w = _hypernet(state_dim, hypernet_hidden, n_agents)  # transformation weights w_i(S) > 0
+        self.hyper_b = _hypernet(state_dim, hypernet_hidden, n_agents)  # transformation biases b_i(S)
+        # λ_i(S, a) = Σ_k |key_k(S)| · σ(agent_k(S)_i + action_k(S, a)_i) + ε, one term per head k.
+        self.key = nn.ModuleList(_hypernet(state_dim, hypernet_hidden, 1) for _ in range(n_heads))
+        self.agent = nn.ModuleList(_hypernet(state_dim, hypernet_hidden, n_agents) for _ in range(n_heads))
+        self.action = nn.ModuleList(
+            _hypernet(state_dim + n_agents * n_actions, hypernet_hidden, n_agents) for _ in range(n_heads))
+
+    def lambdas(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """λ_i(S, a) > 0: ``state (B, s)``, ``actions (B, n, A)`` one-hot -> ``(B, n)``."""
+        sa = torch.cat([state, actions.reshape(actions.shape[0], -1).to(state.dtype)], dim=-1)  # (B, s + n·A)
+        lam = sum(k(state).abs() * torch.sigmoid(a(state) + u(sa))  # (B, 1) * (B, n) -> (B, n)
+                  for k, a, u in zip(self.key, self.agent, self.action))
+        return lam + 1e-10
+
+    def mix(self, x, state, v=None, actions=None):
+        B = x.shape[0]
+        if v is None or actions is None:
+            raise ValueError("DuplexMixer needs v (B, n_agents): V_i = max_a Q_i, and actions (B, n_agents, "
+                             "n_actions): the joint action one-hot")
+        if v.shape != x.shape or tuple(actions.shape) != (B, self.n_agents, self.n_actions):
+            raise ValueError(f"DuplexMixer: v must have shape {tuple(x.shape)} and actions "
+                             f"({B}, {self.n_agents}, {self.n_actions}); got {tuple(v.shape)}, {tuple(actions.shape)}")
+        w = self.hyper_w(state).abs() + 1e-10  # (B, n)
+        b = self.hyper_b(state)  # (B, n)
+        q_i, v_i = w * x + b, w * v + b  # (B, n) each
+        adv = q_i - v_i  # (B, n), ≤ 0 when v is the max over actions
+        return v_i.sum(dim=-1) + (self.lambdas(state, actions) * adv).sum(dim=-1)  # (B,)
+
+
+class QuantileMixture(nn.Module):
+    """DMIX's mixer (DFAC, Sun et al. 2021): the agents' return distributions, given as quantiles
+    ``z (B, n, N)``, are split into their means Q_i = E[Z_i] and their shapes Z_i − Q_i; the means are mixed by
+    QMIX's monotone mixer and the shapes by a state-weighted sum with non-negative weights:
+
+        Z_tot(S) = M(Q_1, ..., Q_n; S) + Σ_i w_i(S)·(Z_i − Q_i)      -> (B, N)
+
+    so E[Z_tot] = M(Q; S) (the shape part has mean 0) and the greedy joint action is the agents' greedy actions on
+    their means (IGM through the monotone mean mixer). Both parts are ``Mixer``s, so their shapes are checked.
+    """
+
+    def __init__(self, n_agents: int, state_dim: int, embed_dim: int = 32, hypernet_hidden: int = 64):
+        super().__init__()
+        self.mean_mixer = HyperMonotoneMixer(n_agents, state_dim, embed_dim=embed_dim,
+                                             hypernet_hidden=hypernet_hidden, normalize=False, bias=True)
+        self.shape_mixer = StateWeightedSumMixer(n_agents, state_dim, hypernet_hidden=hypernet_hidden)
+
+    def forward(self, z: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        if z.dim() != 3:
+            raise ValueError(f"QuantileMixture expects z of shape (B, n_agents, n_quantiles), got {tuple(z.shape)}")
+        B, n, N = z.shape
+        q = z.mean(dim=-1)  # (B, n)
+        mean_tot = self.mean_mixer(q, state)  # (B,)
+        dev = (z - q.unsqueeze(-1)).permute(0, 2, 1).reshape(B * N, n)  # (B, n, N) -> (B, N, n) -> (B·N, n)
+        rep_state = state.unsqueeze(1).expand(B, N, state.shape[-1]).reshape(B * N, -1)  # (B·N, s)
+        shape_tot = self.shape_mixer(dev, rep_state).view(B, N)  # (B·N,) -> (B, N)
+        return mean_tot.unsqueeze(-1) + shape_tot  # (B, N)
 
 
 # "none": no mixer, i.e. independent learners (IIQ); the loss then sums over agents.

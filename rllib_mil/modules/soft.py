@@ -82,3 +82,28 @@ def action_logp(q: torch.Tensor, mask: Optional[torch.Tensor], alpha: Alpha, act
 def greedy_actions(q: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
     """argmax of Q over available actions: ``(..., A) -> (...)`` int64."""
     return masked_q(q, mask).argmax(dim=-1)
+
+
+def epsilon_greedy(
+    q: torch.Tensor,
+    mask: Optional[torch.Tensor],
+    epsilon: float,
+    generator: Optional[torch.Generator] = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """ε-greedy under the mask: ``(..., A) -> (actions (...) int64, log μ(a) (...))``.
+
+    With probability ε an action uniform over the available ones, otherwise the masked argmax; the log-probability
+    of the chosen action under that mixture is returned with it (importance weights, diagnostics).
+    """
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+    avail = torch.ones_like(q) if mask is None else (mask > 0).to(q.dtype)  # (..., A)
+    greedy = greedy_actions(q, mask)  # (...)
+    uniform = avail / avail.sum(dim=-1, keepdim=True)  # (..., A)
+    flat = uniform.reshape(-1, q.shape[-1])  # (N, A)
+    random = torch.multinomial(flat, num_samples=1, generator=generator).reshape(greedy.shape)  # (...)
+    explore = torch.rand(greedy.shape, generator=generator, device=q.device) < epsilon  # (...)
+    actions = torch.where(explore, random, greedy)
+    # μ(a) = ε / |avail| + (1 − ε)·1[a = greedy]
+    p = epsilon * uniform.gather(-1, actions.unsqueeze(-1)).squeeze(-1) + (1.0 - epsilon) * (actions == greedy).to(q.dtype)
+    return actions, p.log()

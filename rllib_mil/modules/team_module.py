@@ -7,7 +7,8 @@ decentralized by construction; on the env runners the module acts greedily under
 GRU state per agent when recurrent. Subclasses add what only their learner needs (mixers, target networks).
 
 ``model_config`` keys: hidden (list[int]), add_agent_id (bool), agent_input ("obs" | "state" | "state+obs"), use_gru (bool), gru_hidden (int), rollout_alpha
-(float or schedule [[t, value], ...], the sampling temperature).
+(float or schedule [[t, value], ...], the sampling temperature), exploration ("boltzmann", the default, or "epsilon":
+ε-greedy with ``epsilon``, a float or schedule [[t, value], ...], as QMIX's agents explore).
 """
 from typing import Any, Dict
 
@@ -20,7 +21,7 @@ from ray.rllib.utils.schedules.scheduler import Scheduler
 
 from rllib_mil.envs.contract import ACTION_MASK, OBS, STATE, team_dims
 from rllib_mil.modules.agent_nets import SharedAgentGRUNet, SharedAgentQNet
-from rllib_mil.modules.soft import action_logp, boltzmann_sample, greedy_actions
+from rllib_mil.modules.soft import action_logp, boltzmann_sample, epsilon_greedy, greedy_actions
 
 # What each agent row of the shared network reads (model_config["agent_input"]): its own observation ("obs",
 # decentralized), the global state ("state": MAMQL's marginalized critics Q_i(s, a_i), centralized acting), or both.
@@ -30,6 +31,8 @@ GRU_STATE = "h"
 # Extra model output of exploration: log-probability of each agent's sampled action under the rollout policy,
 # (B, n); RLlib keeps it in the episodes, so a learner can importance-weight replay rows (MIFQConfig.replay_is_weights).
 BEHAVIOUR_LOGP = "behaviour_logp"
+# How the env runners explore (model_config["exploration"]).
+EXPLORATIONS = ("boltzmann", "epsilon")
 
 
 class TeamAgentModule(TorchRLModule):
@@ -50,16 +53,28 @@ class TeamAgentModule(TorchRLModule):
         self.input_dim = in_dim[self.agent_input]
         if self.use_gru:
             self.q_net = SharedAgentGRUNet(
-                self.input_dim, self.n_agents, self.n_actions, hidden=tuple(mc["hidden"]),
+                self.input_dim, self.n_agents, self.agent_out_dim(), hidden=tuple(mc["hidden"]),
                 gru_hidden=mc["gru_hidden"], add_agent_id=mc["add_agent_id"],
             )
         else:
             self.q_net = SharedAgentQNet(
-                self.input_dim, self.n_agents, self.n_actions, hidden=tuple(mc["hidden"]),
+                self.input_dim, self.n_agents, self.agent_out_dim(), hidden=tuple(mc["hidden"]),
                 add_agent_id=mc["add_agent_id"],
             )
-        # Rollout temperature; a schedule over sampled env steps is allowed.
-        self.alpha_schedule = Scheduler(mc["rollout_alpha"], framework="torch")
+        self.exploration = mc.get("exploration", "boltzmann")
+        if self.exploration not in EXPLORATIONS:
+            raise ValueError(f"exploration must be one of {EXPLORATIONS}, got {self.exploration!r}")
+        # Rollout temperature (Boltzmann) or ε (ε-greedy); a schedule over sampled env steps is allowed.
+        key = "epsilon" if self.exploration == "epsilon" else "rollout_alpha"
+        self.explore_schedule = Scheduler(mc[key], framework="torch")
+
+    def agent_out_dim(self) -> int:
+        """Outputs per agent row of ``q_net`` (one score per action; distributional agents return more)."""
+        return self.n_actions
+
+    def action_scores(self, out: torch.Tensor) -> torch.Tensor:
+        """``q_net`` outputs ``(..., agent_out_dim)`` -> one score per action ``(..., A)`` that acting maximises."""
+        return out
 
     @override(RLModule)
     def get_initial_state(self) -> Dict[str, Any]:
@@ -88,9 +103,9 @@ class TeamAgentModule(TorchRLModule):
         """Scores of the env runners' batch (recurrent: (B, 1, n, d) with the carried state) and extra outputs."""
         obs = self.agent_inputs(batch[Columns.OBS][OBS], batch[Columns.OBS][STATE])
         if not self.use_gru:
-            return self.q_net(obs), {}
+            return self.action_scores(self.q_net(obs)), {}
         q, h = self.q_net(obs, batch[Columns.STATE_IN][GRU_STATE])  # (B, T, n, A), (B, n, H)
-        return q, {Columns.STATE_OUT: {GRU_STATE: h}}
+        return self.action_scores(q), {Columns.STATE_OUT: {GRU_STATE: h}}
 
     # -- acting --------------------------------------------------------------------------------------------
     @override(RLModule)
@@ -101,13 +116,16 @@ class TeamAgentModule(TorchRLModule):
 
     @override(RLModule)
     def _forward_exploration(self, batch: Dict[str, Any], t: int = 0, **kwargs) -> Dict[str, Any]:
-        # a_i ~ softmax(score_i / temperature) over available actions.
-        self.alpha_schedule.update(t)
-        alpha = float(self.alpha_schedule.get_current_value())
+        # a_i ~ softmax(score_i / temperature) over available actions, or ε-greedy under the mask.
+        self.explore_schedule.update(t)
+        value = float(self.explore_schedule.get_current_value())
         q, out = self._rollout_q(batch)
         mask = batch[Columns.OBS][ACTION_MASK]
-        actions = boltzmann_sample(q, mask, alpha)
-        return {Columns.ACTIONS: actions, BEHAVIOUR_LOGP: action_logp(q.detach(), mask, alpha, actions), **out}
+        if self.exploration == "epsilon":
+            actions, logp = epsilon_greedy(q.detach(), mask, value)
+            return {Columns.ACTIONS: actions, BEHAVIOUR_LOGP: logp, **out}
+        actions = boltzmann_sample(q, mask, value)
+        return {Columns.ACTIONS: actions, BEHAVIOUR_LOGP: action_logp(q.detach(), mask, value, actions), **out}
 
     @override(RLModule)
     def _forward_train(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:

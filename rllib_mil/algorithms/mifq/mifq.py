@@ -20,24 +20,11 @@ from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.learner import Learner
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.env.utils.infinite_lookback_buffer import InfiniteLookbackBuffer
-from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.annotations import override
-from ray.rllib.utils.metrics import (
-    ENV_RUNNER_RESULTS,
-    ENV_RUNNER_SAMPLING_TIMER,
-    LEARNER_RESULTS,
-    LEARNER_UPDATE_TIMER,
-    NUM_AGENT_STEPS_SAMPLED_LIFETIME,
-    NUM_ENV_STEPS_SAMPLED_LIFETIME,
-    REPLAY_BUFFER_ADD_DATA_TIMER,
-    REPLAY_BUFFER_RESULTS,
-    REPLAY_BUFFER_SAMPLE_TIMER,
-    TIMERS,
-)
 from typing_extensions import Self
 
-from rllib_mil.algorithms.imitation import ImitationAlgorithm, ImitationConfig, sync_env_runner_weights
+from rllib_mil.algorithms.imitation import ImitationAlgorithm, ImitationConfig
 from rllib_mil.modules.mixers import MIXERS
 from rllib_mil.algorithms.utils import set_provided
 
@@ -356,57 +343,25 @@ class MIFQ(ImitationAlgorithm):
     def training_step(self) -> None:
         if self.config.offline or self._n_offline_updates < self.config.pretrain_offline_updates:
             return self._offline_training_step()
-        # 1) Sample team episodes in parallel from the env runners.
-        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
-            episodes, env_runner_results = synchronous_parallel_sample(
-                worker_set=self.env_runner_group,
-                concat=True,
-                sample_timeout_s=self.config.sample_timeout_s,
-                _uses_new_env_runners=True,
-                _return_metrics=True,
-            )
-        self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
-
-        # 2) Store them.
-        with self.metrics.log_time((TIMERS, REPLAY_BUFFER_ADD_DATA_TIMER)):
-            self.local_replay_buffer.add(episodes)
-
-        sampled = self.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0)
+        # 1-2) Sample team episodes in parallel on the env runners and store them.
+        sampled = self.sample_into_replay()
         if sampled < self.config.num_steps_sampled_before_learning_starts:
             return
 
-        # 3) Learner updates on replay rows; the learner adds the expert rows itself.
-        for _ in range(self.config.num_updates_per_iteration):
-            with self.metrics.log_time((TIMERS, REPLAY_BUFFER_SAMPLE_TIMER)):
-                if self.config.use_gru:  # whole episodes, padded (rllib_mil/data/sequences.py)
-                    replay = {"batch": self._sample_replay_sequences(self.config.total_train_batch_size)}
-                else:
-                    episodes = self.local_replay_buffer.sample(
-                        num_items=self.config.total_train_batch_size,
-                        n_step=1,
-                        gamma=self.config.gamma,
-                        sample_episodes=True,
-                    )
-                    if self.config.replay_is_weights:
-                        attach_behaviour_logp(episodes, self.local_replay_buffer)
-                    replay = {"episodes": episodes}
-            with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
-                learner_results = self.learner_group.update(
-                    **replay,
-                    # The target-network schedule counts sampled env steps (see DQNLearner), after any offline
-                    # pre-training updates so that it keeps increasing.
-                    timesteps={
-                        NUM_ENV_STEPS_SAMPLED_LIFETIME: sampled + self._n_offline_updates,
-                        NUM_AGENT_STEPS_SAMPLED_LIFETIME: self.metrics.peek(
-                            (ENV_RUNNER_RESULTS, NUM_AGENT_STEPS_SAMPLED_LIFETIME), default={}
-                        ),
-                    },
-                )
-            self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
-        self.metrics.aggregate([self.local_replay_buffer.get_metrics()], key=REPLAY_BUFFER_RESULTS)
+        # 3-4) Learner updates on replay rows (the learner adds the expert rows itself), then the Q network (only)
+        # goes back to the env runners.
+        def draw():
+            if self.config.use_gru:  # whole episodes, padded (rllib_mil/data/sequences.py)
+                return {"batch": self._sample_replay_sequences(self.config.total_train_batch_size)}
+            episodes = self.local_replay_buffer.sample(
+                num_items=self.config.total_train_batch_size, n_step=1, gamma=self.config.gamma, sample_episodes=True)
+            if self.config.replay_is_weights:
+                attach_behaviour_logp(episodes, self.local_replay_buffer)
+            return {"episodes": episodes}
 
-        # 4) Only the Q network goes back to the env runners (inference_only drops mixers and target net).
-        sync_env_runner_weights(self, learner_results)
+        # The target-network schedule counts sampled env steps (see DQNLearner), after any offline pre-training
+        # updates so that it keeps increasing.
+        self.replay_updates(draw, timestep=sampled + self._n_offline_updates)
 
     def _sample_replay_sequences(self, n_episodes: int) -> MultiAgentBatch:
         """``n_episodes`` whole episodes of the replay buffer, drawn uniformly with replacement and padded."""

@@ -1,0 +1,1 @@
+"""Shared pieces of the value-decomposition algorithms (QMIX, QPLEX, DMIX) and their IGM-DA mode."""

@@ -1,0 +1,156 @@
+"""Shared config and training loop of the value-decomposition RL algorithms (QMIX, QPLEX, DMIX) and their IGM-DA
+mode (``QMIX-DA``, ``QPLEX-DA``, ``DMIX-DA``: Hong, Jin, Tang, "Rethinking Individual Global Max in Cooperative
+Multi-Agent Reinforcement Learning", text in ../shared/papers/igm-da-paper.txt).
+
+Each training iteration:
+1. the env runners act ε-greedily with the acting agents (local observations; in IGM-DA mode the learner agents,
+   so the data follow the learner's policy as in DAgger) and the team episodes go into an ``EpisodeReplayBuffer``,
+2. ``num_updates_per_iteration`` times a replay batch of ``train_batch_size_per_learner`` transitions is drawn and
+   the learner minimises its TD loss (each algorithm's learner), plus in IGM-DA mode the teach loss,
+3. the acting network (only) is synced back to the env runners.
+"""
+from typing import Any, Dict, Optional
+
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.utils.annotations import override
+from typing_extensions import Self
+
+from rllib_mil.algorithms.imitation import TeamAlgorithm, TeamConfig
+from rllib_mil.algorithms.utils import set_provided
+from rllib_mil.algorithms.value_decomposition.vd_loss import TEACH_LOSSES
+
+
+class ValueDecompositionConfig(TeamConfig):
+    """Settings every value-decomposition algorithm shares; each algorithm's config adds its mixer's."""
+
+    def __init__(self, algo_class=None):
+        super().__init__(algo_class=algo_class)
+        # fmt: off
+        # __sphinx_doc_begin__
+        # (hidden, add_agent_id, agent_input, num_updates_per_iteration, checkpoint_replay_buffer: see TeamConfig.)
+        # Double Q-learning: the bootstrap action a* = argmax of the online agents at S', valued by the target agents.
+        self.double_q = True
+        # Exploration of the env runners: "epsilon" (epsilon-greedy under the action mask, QMIX's) or "boltzmann"
+        # (softmax(Q / rollout_alpha)). `epsilon` is annealed linearly over env steps of each env runner (PyMARL:
+        # 1.0 -> 0.05 over 50k steps).
+        self.exploration = "epsilon"
+        self.epsilon = [[0, 1.0], [50_000, 0.05]]
+        self.rollout_alpha = 0.1
+        # Mixer sizes (hypernetworks of the global state).
+        self.mixer_embed_dim = 32
+        self.hypernet_hidden = 64
+        # Target agents and mixer: polyak `tau` every `target_network_update_freq` sampled env steps (0 = every update).
+        self.tau = 0.005
+        self.target_network_update_freq = 0
+        # IGM-DA mode (the -DA algorithms set it): expert agents on (global state, own obs) trained by TD through the
+        # mixer; learner agents on the local obs trained by the teach loss to take the expert agents' greedy
+        # actions; the learner agents act (DAgger) and are what evaluation measures.
+        self.igm_da = False
+        # Teach loss: "mse" = (q_learner - onehot(expert argmax))^2 over available actions (the authors' code),
+        # "ce" = cross-entropy to the expert's argmax. `teach_coef` weighs it against the TD loss.
+        self.teach_loss = "mse"
+        self.teach_coef = 1.0
+        # Env steps collected before the first learner update.
+        self.num_steps_sampled_before_learning_starts = 1000
+        self.replay_buffer_config = {"type": "EpisodeReplayBuffer", "capacity": 100_000}
+        # __sphinx_doc_end__
+        # fmt: on
+
+        # Overrides of AlgorithmConfig defaults.
+        self.gamma = 0.99
+        self.lr = 5e-4
+        self.train_batch_size_per_learner = 256
+        self.num_updates_per_iteration = 4
+        self.num_envs_per_env_runner = 8
+        self.rollout_fragment_length = 25
+
+    @override(AlgorithmConfig)
+    def training(
+        self,
+        *,
+        double_q: Optional[bool] = NotProvided,
+        exploration: Optional[str] = NotProvided,
+        epsilon=NotProvided,
+        rollout_alpha=NotProvided,
+        mixer_embed_dim: Optional[int] = NotProvided,
+        hypernet_hidden: Optional[int] = NotProvided,
+        tau: Optional[float] = NotProvided,
+        target_network_update_freq: Optional[int] = NotProvided,
+        igm_da: Optional[bool] = NotProvided,
+        teach_loss: Optional[str] = NotProvided,
+        teach_coef: Optional[float] = NotProvided,
+        num_steps_sampled_before_learning_starts: Optional[int] = NotProvided,
+        replay_buffer_config: Optional[dict] = NotProvided,
+        **kwargs,
+    ) -> Self:
+        """Sets the value-decomposition settings; see ``__init__`` for each one's meaning and default."""
+        super().training(**kwargs)
+        set_provided(
+            self, double_q=double_q, exploration=exploration, epsilon=epsilon, rollout_alpha=rollout_alpha,
+            mixer_embed_dim=mixer_embed_dim, hypernet_hidden=hypernet_hidden, tau=tau,
+            target_network_update_freq=target_network_update_freq, igm_da=igm_da, teach_loss=teach_loss,
+            teach_coef=teach_coef, num_steps_sampled_before_learning_starts=num_steps_sampled_before_learning_starts,
+        )
+        if replay_buffer_config is not NotProvided:
+            self.replay_buffer_config = {**self.replay_buffer_config, **replay_buffer_config}
+        return self
+
+    @override(AlgorithmConfig)
+    def validate(self) -> None:
+        super().validate()
+        from rllib_mil.modules.team_module import EXPLORATIONS
+
+        if self.exploration not in EXPLORATIONS:
+            self._value_error(f"`exploration` must be one of {EXPLORATIONS}, got {self.exploration!r}.")
+        if self.use_gru:
+            self._value_error("Recurrent agents are not available for the value-decomposition algorithms here yet "
+                              "(their learners train on single transitions): set use_gru=False.")
+        if self.agent_input != "obs":
+            self._value_error("The acting agents of QMIX / QPLEX / DMIX read their own observation "
+                              "(decentralized execution): keep agent_input='obs'; IGM-DA's expert agents read the "
+                              "global state (igm_da=True).")
+        for name in ("igm_da", "double_q"):
+            if not isinstance(getattr(self, name), bool):
+                self._value_error(f"`{name}` must be True or False, got {getattr(self, name)!r}.")
+        if self.teach_loss not in TEACH_LOSSES:
+            self._value_error(f"`teach_loss` must be one of {TEACH_LOSSES}, got {self.teach_loss!r}.")
+        if not (isinstance(self.teach_coef, (int, float)) and self.teach_coef > 0):
+            self._value_error(f"`teach_coef` must be a number > 0, got {self.teach_coef!r}.")
+        if "EpisodeReplayBuffer" not in str(self.replay_buffer_config.get("type")) or (
+                "Prioritized" in str(self.replay_buffer_config.get("type"))):
+            self._value_error("The value-decomposition algorithms store team episodes and sample them uniformly: "
+                              "set replay_buffer_config={'type': 'EpisodeReplayBuffer', 'capacity': ...}, got "
+                              f"{self.replay_buffer_config.get('type')!r}.")
+        if self.rollout_fragment_length == "auto":
+            self._value_error("Set `rollout_fragment_length` to a number of steps (e.g. 25): 'auto' means 1 step per "
+                              "env runner round trip for off-policy algorithms, which makes sampling crawl.")
+
+    @property
+    @override(AlgorithmConfig)
+    def _model_config_auto_includes(self) -> Dict[str, Any]:
+        return super()._model_config_auto_includes | {
+            "exploration": self.exploration,
+            "epsilon": self.epsilon,
+            "rollout_alpha": self.rollout_alpha,
+            "mixer_embed_dim": self.mixer_embed_dim,
+            "hypernet_hidden": self.hypernet_hidden,
+            "igm_da": self.igm_da,
+        }
+
+
+class ValueDecomposition(TeamAlgorithm):
+    """Sampling, replay and learner updates; the loss lives in each algorithm's learner."""
+
+    @override(Algorithm)
+    def training_step(self) -> None:
+        sampled = self.sample_into_replay()
+        if sampled < self.config.num_steps_sampled_before_learning_starts:
+            return
+
+        def draw():
+            return {"episodes": self.local_replay_buffer.sample(
+                num_items=self.config.total_train_batch_size, n_step=1, gamma=self.config.gamma,
+                sample_episodes=True)}
+
+        self.replay_updates(draw, timestep=sampled)

@@ -1,0 +1,96 @@
+"""Learner base of the value-decomposition algorithms: gathers the replay rows and the three forward passes every
+TD loss needs, adds IGM-DA's teach loss, checks the loss is finite and logs the metrics. Each algorithm's learner
+writes only ``td_loss`` (QMIX: ``qmix/qmix_learner.py``, QPLEX, DMIX); there is no branching over mixers here.
+
+Target-network syncing (polyak ``tau`` every ``target_network_update_freq`` sampled env steps) and the NEXT_OBS
+learner connector come from RLlib's ``DQNLearner``.
+"""
+from dataclasses import dataclass
+from typing import Any, Dict
+
+import torch
+from ray.rllib.algorithms.dqn.dqn_learner import DQNLearner
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.learner.torch.torch_learner import TorchLearner
+from ray.rllib.core.rl_module.apis import TargetNetworkAPI
+from ray.rllib.utils.annotations import override
+from ray.rllib.utils.typing import ModuleID, TensorType
+
+from rllib_mil.algorithms.utils import raise_if_not_finite
+from rllib_mil.algorithms.value_decomposition.vd_loss import teach_loss
+from rllib_mil.algorithms.value_decomposition.vd_rl_module import TARGET_TD_OUT
+from rllib_mil.envs.contract import ACTION_MASK, OBS, STATE
+
+# Metric keys (TensorBoard: learners/default_policy/<key>).
+TD_LOSS = "td_loss"
+TEACH_LOSS = "teach_loss"
+TEACH_AGREEMENT = "teach_agreement"
+Q_TOT_MEAN = "q_tot_mean"
+TARGET_MEAN = "td_target_mean"
+Q_ABS_MAX = "q_abs_max"
+REPLAY_ROWS = "replay_rows"
+
+
+@dataclass
+class TDRows:
+    """One replay batch, row by row (B transitions of the team)."""
+
+    obs: torch.Tensor  # (B, n, d) local observations
+    state: torch.Tensor  # (B, s)
+    mask: torch.Tensor  # (B, n, A)
+    next_obs: torch.Tensor  # (B, n, d)
+    next_state: torch.Tensor  # (B, s)
+    next_mask: torch.Tensor  # (B, n, A)
+    actions: torch.Tensor  # (B, n) int64
+    reward: torch.Tensor  # (B,) team reward
+    terminated: torch.Tensor  # (B,) 1.0 where terminated (truncation bootstraps)
+    out: torch.Tensor  # (B, n, td_out) TD net on (o, S), with gradient
+    out_next: torch.Tensor  # (B, n, td_out) TD net on (o', S'), no gradient (double-Q action choice)
+    target_next: torch.Tensor  # (B, n, td_out) target TD net on (o', S')
+
+
+class ValueDecompositionLearner(DQNLearner, TorchLearner):
+    @classmethod
+    @override(DQNLearner)
+    def rl_module_required_apis(cls) -> list:
+        return [TargetNetworkAPI]
+
+    def td_loss(self, module, config, rows: TDRows) -> tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """(TD loss, logged terms incl. ``Q_TOT_MEAN`` and ``TARGET_MEAN``) of one algorithm."""
+        raise NotImplementedError
+
+    @override(TorchLearner)
+    def compute_loss_for_module(
+        self, *, module_id: ModuleID, config, batch: Dict[str, Any], fwd_out: Dict[str, TensorType]
+    ) -> TensorType:
+        module = self.module[module_id].unwrapped()
+        o, o2 = batch[Columns.OBS], batch[Columns.NEXT_OBS]
+        with torch.no_grad():
+            out_next = module.td_values(o2[OBS], o2[STATE])
+            target_next = module.forward_target({Columns.OBS: o2})[TARGET_TD_OUT]
+        rows = TDRows(
+            obs=o[OBS], state=o[STATE], mask=o[ACTION_MASK],
+            next_obs=o2[OBS], next_state=o2[STATE], next_mask=o2[ACTION_MASK],
+            actions=batch[Columns.ACTIONS].long(),
+            reward=batch[Columns.REWARDS].float(),
+            terminated=batch[Columns.TERMINATEDS].float(),
+            out=module.td_values(o[OBS], o[STATE]),
+            out_next=out_next,
+            target_next=target_next,
+        )
+        loss, terms = self.td_loss(module, config, rows)
+        metrics = {TD_LOSS: loss.detach(), **terms}
+        if module.igm_da:
+            # IGM-DA: the learner agents (local obs) imitate the expert agents' greedy actions on the rows the
+            # learner agents collected (DAgger); the expert's scores carry no gradient into this term.
+            q_learner = module.q_values(module.agent_inputs(rows.obs, rows.state))  # (B, n, A)
+            teach, agreement = teach_loss(q_learner, module.td_scores(rows.out).detach(), rows.mask, config.teach_loss)
+            loss = loss + config.teach_coef * teach
+            metrics.update({TEACH_LOSS: teach.detach(), TEACH_AGREEMENT: agreement})
+        raise_if_not_finite(type(self).__name__.replace("TorchLearner", ""), loss, metrics,
+                            "Lower `lr`, or set `grad_clip`.")
+        with torch.no_grad():
+            q = module.td_scores(rows.out).masked_select(rows.mask > 0.5)
+            metrics.update({"loss": loss.detach(), Q_ABS_MAX: q.abs().max(), REPLAY_ROWS: float(rows.actions.shape[0])})
+        self.metrics.log_dict(metrics, key=module_id, window=1)
+        return loss

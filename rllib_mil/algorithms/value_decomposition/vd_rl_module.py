@@ -1,0 +1,105 @@
+"""The team Q module of the value-decomposition algorithms (QMIX, QPLEX, DMIX) and of their IGM-DA mode.
+
+Built on the shared ``TeamAgentModule`` (one per-agent network for all agents, masked acting, optional GRU) with
+what only the learner needs: the mixer (each algorithm's subclass builds its own in ``make_mixer``), target
+copies of the TD-trained agent network and of the mixer, and, in IGM-DA mode, the expert agents.
+
+* Plain mode: ``q_net`` reads each agent's local observation; it is trained by TD through the mixer and acts.
+* IGM-DA mode (``igm_da``): ``expert_net`` reads the global state with the agent's own observation and id (full
+  sight) and is trained by TD through the mixer; ``q_net`` (the learner agents, local observation only) is trained
+  to imitate the expert agents' greedy actions and is the only network that acts, so the env runners collect data
+  with the learner agents (DAgger) and evaluation measures them. Mixers, expert and target nets never leave the
+  learner (``InferenceOnlyAPI``).
+"""
+from typing import Any, Dict, List
+
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.learner.utils import make_target_network
+from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, TargetNetworkAPI
+from ray.rllib.core.rl_module.rl_module import RLModule
+from ray.rllib.utils.annotations import override
+from torch import nn
+
+from rllib_mil.envs.contract import OBS, STATE
+from rllib_mil.modules.agent_nets import SharedAgentQNet
+from rllib_mil.modules.team_module import TeamAgentModule
+
+# forward_target output key: the target TD net's outputs (B, n, td_out_dim).
+TARGET_TD_OUT = "target_td_out"
+
+
+class ValueDecompositionModule(TeamAgentModule, TargetNetworkAPI, InferenceOnlyAPI):
+    """``model_config`` keys: those of ``TeamAgentModule`` plus igm_da (bool), mixer_embed_dim (int),
+    hypernet_hidden (int) and each algorithm's own (defaults live in the configs only)."""
+
+    @override(RLModule)
+    def setup(self):
+        super().setup()
+        mc = self.model_config
+        self.igm_da = bool(mc.get("igm_da", False))
+        if self.igm_da:
+            # Expert agents: (global state, own obs, one-hot id) per agent, the full-sight view of IGM-DA's Figure 2.
+            self.expert_net = SharedAgentQNet(
+                self.state_dim + self.obs_dim, self.n_agents, self.td_out_dim(), hidden=tuple(mc["hidden"]),
+                add_agent_id=mc["add_agent_id"])
+        self.mixer = self.make_mixer()
+
+    # -- hooks of each algorithm ---------------------------------------------------------------------------
+    def make_mixer(self) -> nn.Module:
+        raise NotImplementedError
+
+    def td_out_dim(self) -> int:
+        """Outputs per agent row of the TD-trained net (one Q per action; DMIX: quantiles of each)."""
+        return self.n_actions
+
+    def td_scores(self, out: torch.Tensor) -> torch.Tensor:
+        """TD net outputs ``(..., td_out_dim)`` -> expected Q per action ``(..., A)``."""
+        return out
+
+    # -- TeamAgentModule hooks -----------------------------------------------------------------------------
+    def agent_out_dim(self) -> int:
+        # In IGM-DA mode the acting net (learner agents) scores actions and imitates; otherwise it is the TD net.
+        return self.n_actions if self.model_config.get("igm_da", False) else self.td_out_dim()
+
+    def action_scores(self, out: torch.Tensor) -> torch.Tensor:
+        return out if self.model_config.get("igm_da", False) else self.td_scores(out)
+
+    # -- the TD-trained agents -----------------------------------------------------------------------------
+    @property
+    def td_net(self) -> nn.Module:
+        return self.expert_net if self.igm_da else self.q_net
+
+    def td_inputs(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """``obs (B, n, d)``, ``state (B, s)`` -> the TD net's agent rows ``(B, n, d_in)``."""
+        if not self.igm_da:
+            return self.agent_inputs(obs, state)
+        rows = state.unsqueeze(-2).expand(*state.shape[:-1], self.n_agents, state.shape[-1])  # (B, s) -> (B, n, s)
+        return torch.cat([rows, obs], dim=-1)  # (B, n, s + d)
+
+    def td_values(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        return self.td_net(self.td_inputs(obs, state))  # (B, n, td_out_dim)
+
+    @property
+    def target_mixer(self) -> nn.Module:
+        return self._target_mixer
+
+    # -- APIs ----------------------------------------------------------------------------------------------
+    @override(InferenceOnlyAPI)
+    def get_non_inference_attributes(self) -> List[str]:
+        extra = ["expert_net"] if self.model_config.get("igm_da", False) else []
+        return ["mixer", "_target_td_net", "_target_mixer"] + extra
+
+    @override(TargetNetworkAPI)
+    def make_target_networks(self) -> None:
+        self._target_td_net = make_target_network(self.td_net)
+        self._target_mixer = make_target_network(self.mixer)
+
+    @override(TargetNetworkAPI)
+    def get_target_network_pairs(self):
+        return [(self.td_net, self._target_td_net), (self.mixer, self._target_mixer)]
+
+    @override(TargetNetworkAPI)
+    def forward_target(self, batch: Dict[str, Any]) -> Dict[str, Any]:
+        obs = batch[Columns.OBS]
+        return {TARGET_TD_OUT: self._target_td_net(self.td_inputs(obs[OBS], obs[STATE]))}

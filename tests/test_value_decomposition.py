@@ -1,0 +1,305 @@
+"""Value-decomposition RL (QMIX, QPLEX, DMIX) and their IGM-DA mode (QMIX-DA, QPLEX-DA, DMIX-DA).
+
+Unit tests of the mixers and losses (pure tensors), then integration tests parametrized over
+``rllib_mil.algorithms.registry.VALUE_DECOMPOSITION``: a newly registered one is tested by being registered.
+"""
+import itertools
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.core.columns import Columns
+
+import rllib_mil  # noqa: F401  (registers env ids and algorithm names)
+from helpers import assert_rollouts_respect_masks
+from rllib_mil.algorithms.qmix import qmix_learner
+from rllib_mil.algorithms.registry import VALUE_DECOMPOSITION
+from rllib_mil.algorithms.value_decomposition.vd_loss import (
+    gather_actions, quantile_huber_loss, teach_loss, td_target)
+from rllib_mil.envs import ACTION_MASK, OBS, STATE
+from rllib_mil.evaluation import evaluate_checkpoint, load_team_module
+from rllib_mil.modules.mixers import DuplexMixer, HyperMonotoneMixer, QuantileMixture
+from rllib_mil.modules.soft import epsilon_greedy
+
+NAMES = sorted(VALUE_DECOMPOSITION)
+MODULE_ID = "default_policy"
+SPREAD = "mpe/simple_spread"
+SMAX = "smax/3m"
+
+
+# ------------------------------------------------------------------------------------------------ mixers
+def test_qmix_mixer_is_monotone_in_every_agent():
+    torch.manual_seed(0)
+    mixer = HyperMonotoneMixer(4, 6, embed_dim=8, hypernet_hidden=16, normalize=False, bias=True)
+    q = torch.randn(64, 4, requires_grad=True)
+    (grad,) = torch.autograd.grad(mixer(q, torch.randn(64, 6)).sum(), q)
+    assert (grad >= 0).all() and (grad > 0).any()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_qplex_joint_argmax_is_the_agents_argmaxes(seed):
+    """IGM: over every joint action, Q_tot(S, a) with V_i = max_a Q_i is largest at the agents' own argmaxes
+    (random Q, state and mixer weights; some actions masked out)."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    n, A, s = 3, 4, 5
+    mixer = DuplexMixer(n, s, A, hypernet_hidden=16, n_heads=2)
+    q = torch.randn(n, A, generator=g) * 3  # (n, A)
+    mask = torch.ones(n, A)
+    mask[0, 1] = 0.0
+    mask[2, 3] = 0.0
+    q_masked = q.masked_fill(mask == 0, -1e9)
+    state = torch.randn(1, s, generator=g)
+    joint = [u for u in itertools.product(range(A), repeat=n) if all(mask[i, u[i]] > 0 for i in range(n))]
+    acts = torch.tensor(joint)  # (J, n)
+    q_taken = q.gather(1, acts.T).T  # (J, n)
+    v = q_masked.max(dim=-1).values.expand(len(joint), n)  # (J, n)
+    q_tot = mixer(q_taken, state.expand(len(joint), s), v=v, actions=F.one_hot(acts, A))
+    best = tuple(acts[q_tot.argmax()].tolist())
+    assert best == tuple(q_masked.argmax(dim=-1).tolist())
+    # The greedy joint action gets exactly sum_i V_i (transformed): every advantage is zero there.
+    assert torch.all(q_tot <= q_tot.max() + 1e-6)
+
+
+def test_qplex_mixer_checks_its_extra_inputs():
+    mixer = DuplexMixer(2, 3, 4)
+    with pytest.raises(ValueError, match="needs v"):
+        mixer(torch.zeros(5, 2), torch.zeros(5, 3))
+    with pytest.raises(ValueError, match="actions"):
+        mixer(torch.zeros(5, 2), torch.zeros(5, 3), v=torch.zeros(5, 2), actions=torch.zeros(5, 2, 3))
+
+
+def test_dmix_quantile_mixture_shapes_and_mean():
+    torch.manual_seed(0)
+    B, n, N, s = 7, 3, 8, 5
+    mix = QuantileMixture(n, s, embed_dim=8, hypernet_hidden=16)
+    z, state = torch.randn(B, n, N), torch.randn(B, s)
+    z_tot = mix(z, state)
+    assert z_tot.shape == (B, N)
+    # The shape part is centred: the mean of Z_tot is the monotone mixer of the agents' means.
+    assert torch.allclose(z_tot.mean(dim=-1), mix.mean_mixer(z.mean(dim=-1), state), atol=1e-5)
+    # Shape weights are non-negative: agents' quantiles in increasing order give team quantiles in increasing order
+    # (a valid quantile function), and scaling every agent's spread by c scales the team's by c.
+    z_sorted = z.sort(dim=-1).values
+    assert (mix(z_sorted, state).diff(dim=-1) >= -1e-6).all()
+    mean = z.mean(-1, keepdim=True)
+    dev = z_tot - z_tot.mean(-1, keepdim=True)
+    wide = mix(mean + 3 * (z - mean), state)
+    assert torch.allclose(wide - wide.mean(-1, keepdim=True), 3 * dev, atol=1e-5)
+    with pytest.raises(ValueError, match="n_quantiles"):
+        mix(torch.zeros(B, n), state)
+
+
+# ------------------------------------------------------------------------------------------------ losses
+def test_quantile_huber_loss_by_hand():
+    pred = torch.tensor([[0.0, 2.0]])
+    target = torch.tensor([[1.0, 4.0]])
+    taus = torch.tensor([0.25, 0.75])
+    # delta_ij = target_j - pred_i: [[1, 4], [-1, 2]]; Huber(1): 0.5, 3.5, 0.5, 1.5
+    # weights |tau_i - 1[delta<0]|: [[.25, .25], [.25, .75]]
+    expected = ((0.25 * 0.5 + 0.25 * 3.5) + (0.25 * 0.5 + 0.75 * 1.5)) / 2  # sum over i, mean over j
+    assert quantile_huber_loss(pred, target, taus).item() == pytest.approx(expected)
+
+
+def test_td_target_bootstraps_through_truncation_only():
+    r, d = torch.tensor([1.0, 1.0]), torch.tensor([0.0, 1.0])
+    assert td_target(r, d, torch.tensor([2.0, 2.0]), 0.5).tolist() == [2.0, 1.0]
+    y = td_target(r, d, torch.tensor([[2.0, 4.0], [2.0, 4.0]]), 0.5)
+    assert y.tolist() == [[2.0, 3.0], [1.0, 1.0]]
+
+
+def test_gather_actions_keeps_quantiles():
+    z = torch.arange(2 * 2 * 3 * 4, dtype=torch.float32).view(2, 2, 3, 4)
+    a = torch.tensor([[2, 0], [1, 1]])
+    out = gather_actions(z, a)
+    assert out.shape == (2, 2, 4)
+    assert torch.equal(out[0, 0], z[0, 0, 2]) and torch.equal(out[1, 1], z[1, 1, 1])
+
+
+def test_teach_loss_by_hand_and_masking():
+    q_l = torch.tensor([[[0.5, 0.2, 9.0]]])  # (1, 1, 3); action 2 unavailable
+    q_e = torch.tensor([[[0.0, 1.0, 50.0]]])  # the expert's argmax over available actions is 1, not 2
+    mask = torch.tensor([[[1.0, 1.0, 0.0]]])
+    loss, agree = teach_loss(q_l, q_e, mask, "mse")
+    assert loss.item() == pytest.approx((0.5**2 + (0.2 - 1.0) ** 2) / 2)
+    assert agree.item() == 0.0  # learner's greedy (available) is 0
+    # Unavailable entries never matter.
+    q_l2 = q_l.clone()
+    q_l2[..., 2] = -123.0
+    assert teach_loss(q_l2, q_e, mask, "mse")[0].item() == pytest.approx(loss.item())
+    ce, _ = teach_loss(q_l, q_e, mask, "ce")
+    assert ce.item() == pytest.approx(-math.log(math.exp(0.2) / (math.exp(0.5) + math.exp(0.2))), rel=1e-5)
+    with pytest.raises(ValueError, match="teach loss"):
+        teach_loss(q_l, q_e, mask, "kl")
+
+
+def test_epsilon_greedy_respects_mask_and_reports_logp():
+    g = torch.Generator().manual_seed(0)
+    q = torch.tensor([[0.0, 5.0, 1.0, 2.0]]).expand(4000, 4)
+    mask = torch.tensor([[1.0, 0.0, 1.0, 1.0]]).expand(4000, 4)
+    a, logp = epsilon_greedy(q, mask, 0.3, generator=g)
+    assert not (a == 1).any()  # masked even though it has the largest Q
+    freq = torch.bincount(a, minlength=4).float() / len(a)
+    assert freq[3].item() == pytest.approx(0.7 + 0.1, abs=0.03) and freq[0].item() == pytest.approx(0.1, abs=0.03)
+    assert torch.allclose(logp[a == 3], torch.tensor(math.log(0.8)))
+    assert torch.allclose(logp[a == 0], torch.tensor(math.log(0.1)))
+
+
+# ------------------------------------------------------------------------------------------------ integration
+def make_config(name, env=SPREAD, env_config=None, **training):
+    _, config_cls = VALUE_DECOMPOSITION[name]
+    return (
+        config_cls()
+        .environment(env, env_config=dict(env_config or {}))
+        .training(**{"num_steps_sampled_before_learning_starts": 100, "train_batch_size_per_learner": 64,
+                     **training})
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=2, rollout_fragment_length=25)
+        .fault_tolerance(restart_failed_env_runners=False)
+        .debugging(seed=0)
+    )
+
+
+def learner_module(algo):
+    return algo.learner_group._learner.module[MODULE_ID]
+
+
+def env_runner_module(algo):
+    m = algo.env_runner.module
+    return m[MODULE_ID] if hasattr(m, "keys") else m
+
+
+@pytest.fixture(scope="module", params=[(n, env) for n in NAMES for env in (SPREAD, SMAX)],
+                ids=lambda p: f"{p[0]}-{p[1].split('/')[1]}")
+def trained(request, ray_session):
+    name, env = request.param
+    env_config = {"sight_range": 0.0} if env == SMAX else {}
+    algo = make_config(name, env=env, env_config=env_config).build_algo()
+    try:
+        initial = {k: np.array(v, copy=True) for k, v in algo.learner_group.get_weights()[MODULE_ID].items()}
+        results = [algo.train() for _ in range(4)]
+        yield SimpleNamespace(name=name, env=env, algo=algo, initial=initial, results=results)
+    finally:
+        algo.stop()
+
+
+def test_trains_and_reports_metrics(trained):
+    last = trained.results[-1]
+    assert last["num_env_steps_sampled_lifetime"] >= 200
+    stats = last["learners"][MODULE_ID]
+    keys = ["td_loss", "q_tot_mean", "td_target_mean", "q_abs_max", "replay_rows"]
+    if trained.name.endswith("-DA"):
+        keys += ["teach_loss", "teach_agreement"]
+    for key in keys:
+        assert key in stats and math.isfinite(float(stats[key])), (key, sorted(stats))
+    assert float(stats["replay_rows"]) == 64
+    now = trained.algo.learner_group.get_weights()[MODULE_ID]
+    trained_prefixes = ["mixer.", "expert_net." if trained.name.endswith("-DA") else "q_net."]
+    if trained.name.endswith("-DA"):
+        trained_prefixes.append("q_net.")  # the learner agents, by the teach loss
+    for prefix in trained_prefixes:
+        keys = [k for k in now if k.startswith(prefix)]
+        assert keys and any(not np.array_equal(now[k], trained.initial[k]) for k in keys), prefix
+
+
+def test_env_runner_acts_with_the_synced_acting_agents_only(trained):
+    """Env runners carry the acting network only (learner agents in -DA mode: DAgger collects with them); its
+    weights equal the learner's."""
+    er, full = env_runner_module(trained.algo), learner_module(trained.algo)
+    er_state = {k: v.detach().cpu().numpy() for k, v in er.state_dict().items()}
+    learner = trained.algo.learner_group.get_weights()[MODULE_ID]
+    # Mixers, target and expert nets stay on the learner.
+    assert all(k.startswith("q_net.") for k in er_state), sorted(er_state)
+    synced = {k for k in er_state if k.startswith("q_net.")}
+    assert synced and synced == {k for k in learner if k.startswith("q_net.")}
+    for k in synced:
+        np.testing.assert_array_equal(er_state[k], learner[k], err_msg=k)
+    assert full.igm_da == trained.name.endswith("-DA")
+
+
+def test_dagger_collects_with_the_learner_agents(trained):
+    """With epsilon 0 the actions the env runners take are the greedy actions of the acting (learner) agents on
+    their local observations, not the expert agents' (which read the global state)."""
+    algo = trained.algo
+    er = env_runner_module(algo)
+    er.explore_schedule = type(er.explore_schedule)(0.0, framework="torch")
+    episodes = algo.env_runner.sample(num_timesteps=40, explore=True)
+    full = learner_module(algo)
+    obs = torch.as_tensor(np.concatenate([np.asarray(ep.get_observations()[OBS])[:-1] for ep in episodes]))
+    state = torch.as_tensor(np.concatenate([np.asarray(ep.get_observations()[STATE])[:-1] for ep in episodes]))
+    mask = torch.as_tensor(np.concatenate([np.asarray(ep.get_observations()[ACTION_MASK])[:-1] for ep in episodes]))
+    taken = torch.as_tensor(np.concatenate([np.asarray(ep.get_actions()) for ep in episodes]))
+    with torch.no_grad():
+        learner_greedy = full.action_scores(full.q_net(obs)).masked_fill(mask == 0, -1e9).argmax(-1)
+        expert_greedy = full.td_scores(full.td_values(obs, state)).masked_fill(mask == 0, -1e9).argmax(-1)
+    assert torch.equal(taken, learner_greedy)
+    if full.igm_da:
+        # Make the expert agents prefer another action wherever one is available: the collected actions must not
+        # move (they come from the learner agents).
+        with torch.no_grad():
+            alt = (learner_greedy + 1) % mask.shape[-1]
+            bonus = 1e3 * F.one_hot(alt, mask.shape[-1]).float() * mask
+            expert_greedy = (full.td_scores(full.td_values(obs, state)) + bonus).masked_fill(mask == 0, -1e9).argmax(-1)
+        moved = (expert_greedy != taken).any()
+        assert moved and torch.equal(taken, learner_greedy)
+
+
+def test_checkpoint_round_trip_and_evaluate(trained, tmp_path):
+    algo = trained.algo
+    path = str(tmp_path / "ckpt")
+    algo.save_to_path(path)
+    restored = Algorithm.from_checkpoint(path)
+    try:
+        a = learner_module(algo).state_dict()
+        b = learner_module(restored).state_dict()
+        assert set(a) == set(b)
+        for k in a:
+            assert torch.equal(a[k], b[k]), k
+        assert math.isfinite(restored.train()["learners"][MODULE_ID]["td_loss"])
+    finally:
+        restored.stop()
+    module, _ = load_team_module(path)
+    assert module.igm_da == trained.name.endswith("-DA")
+    res = evaluate_checkpoint(path, episodes=2)
+    assert res["env"] == trained.env and math.isfinite(res["return_mean"])
+    if trained.env == SMAX:
+        assert "win_rate" in res
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_rollouts_respect_action_masks(name, build):
+    algo = build(make_config(name, env="mpe/simple_speaker_listener"))
+    assert_rollouts_respect_masks(algo.env_runner.sample(num_timesteps=200, explore=True))
+
+
+def test_non_finite_loss_raises(build, monkeypatch):
+    algo = build(make_config("QMIX"))
+    td = qmix_learner.td_loss
+    monkeypatch.setattr(qmix_learner, "td_loss", lambda q_tot, y: td(q_tot, y) * float("nan"))
+    with pytest.raises(FloatingPointError, match="not finite") as info:
+        for _ in range(4):
+            algo.train()
+    assert "lr" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "settings,match",
+    [
+        ({"use_gru": True}, "use_gru=False"),
+        ({"agent_input": "state"}, "agent_input"),
+        ({"exploration": "softmax"}, "exploration"),
+        ({"teach_loss": "kl"}, "teach_loss"),
+        ({"teach_coef": 0}, "teach_coef"),
+        ({"replay_buffer_config": {"type": "PrioritizedEpisodeReplayBuffer"}}, "uniformly"),
+        ({"igm_da": 1}, "igm_da"),
+    ],
+)
+def test_bad_settings_fail_validation(settings, match):
+    for name in ("QMIX", "QMIX-DA"):
+        config = VALUE_DECOMPOSITION[name][1]().environment(SPREAD).training(**settings)
+        with pytest.raises(ValueError, match=match):
+            config.validate()
+    VALUE_DECOMPOSITION["QMIX"][1]().environment(SPREAD).validate()  # positive control
