@@ -143,6 +143,28 @@ class TeamConfig(AlgorithmConfig):
         if not (isinstance(value, int) and value >= 1):
             self._value_error(f"`num_updates_per_iteration` must be an integer >= 1, got {value!r}.")
 
+    def update_replay_buffer_config(self, value) -> None:
+        """``training(replay_buffer_config=...)``: update, not replace, so a YAML can change only the capacity."""
+        from ray.rllib.algorithms.algorithm_config import NotProvided as _NotProvided
+
+        if value is not _NotProvided:
+            self.replay_buffer_config = {**self.replay_buffer_config, **value}
+
+    def validate_episode_replay(self) -> None:
+        """Checks of the algorithms that sample team episodes into a uniform ``EpisodeReplayBuffer`` (MIFQ and its
+        family, QMIX and its family): the buffer type and a sampling fragment of several steps."""
+        name = self.algo_class.__name__ if self.algo_class else "This algorithm"
+        kind = self.replay_buffer_config.get("type")
+        if not isinstance(kind, str) or "EpisodeReplayBuffer" not in kind or "Prioritized" in kind:
+            self._value_error(
+                f"{name} stores team episodes and samples them uniformly: `replay_buffer_config['type']` must be "
+                f"'EpisodeReplayBuffer' (the prioritized buffer stores weights differently and there is no TD error "
+                f"to prioritise by here), got {kind!r}.")
+        if self.rollout_fragment_length == "auto":
+            self._value_error(
+                "Set `rollout_fragment_length` to a number of steps (e.g. 25): 'auto' means 1 step per env "
+                "runner round trip for off-policy algorithms, which makes sampling crawl.")
+
     @property
     @override(AlgorithmConfig)
     def _model_config_auto_includes(self) -> Dict[str, Any]:
@@ -264,6 +286,16 @@ class TeamAlgorithm(HungEnvRunnerGuard, Algorithm):
         self.metrics.aggregate([self.local_replay_buffer.get_metrics()], key=REPLAY_BUFFER_RESULTS)
         # Only the acting network goes back to the env runners (inference_only drops mixers and target nets).
         sync_env_runner_weights(self, learner_results)
+
+    def sample_replay_sequences(self, n_episodes: int) -> MultiAgentBatch:
+        """``n_episodes`` whole episodes of the replay buffer, drawn uniformly with replacement and padded
+        (rllib_mil/data/sequences.py), for recurrent learners."""
+        from rllib_mil.data.sequences import SEQ_VALID, episode_arrays, pad_sequences
+
+        stored = [ep for ep in self.local_replay_buffer.episodes if len(ep) > 0]
+        pick = self.local_replay_buffer.rng.integers(len(stored), size=n_episodes)
+        seqs = pad_sequences([episode_arrays(stored[i]) for i in pick])
+        return MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(seqs)}, int(seqs[SEQ_VALID].sum()))
 
     @override(Algorithm)
     def set_state(self, state: Dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ A batch of B episodes of lengths L_b ≤ T (the longest in the batch) is
     SEQ_ACTIONS    (B, T, n)       a_0 .. a_{L-1}
     SEQ_TERMINATED (B, T)          1.0 on a terminating last step
     SEQ_VALID      (B, T)          1.0 for the L_b real steps, 0.0 for padding
+    SEQ_REWARDS    (B, T)          r_0 .. r_{L-1} (replay episodes only: RL learners bootstrap from them)
 
 Every sequence starts at its episode's first step, so a recurrent net run from its zero initial state sees
 exactly what it saw when acting: no burn-in is needed. Padding sits after the end, where a causal net's outputs
@@ -29,11 +30,13 @@ SEQ_ACTIONS = "seq_actions"
 SEQ_TERMINATED = "seq_terminated"
 SEQ_VALID = "seq_valid"
 SEQ_KEYS = (SEQ_OBS, SEQ_STATE, SEQ_MASK, SEQ_ACTIONS, SEQ_TERMINATED, SEQ_VALID)
+# Present in sequences made from env-runner episodes (``episode_arrays``), not in expert sequences.
+SEQ_REWARDS = "seq_rewards"
 
 
 def episode_arrays(episode) -> dict[str, np.ndarray]:
     """One RLlib ``SingleAgentEpisode`` of a team env as unpadded arrays: obs (L+1, n, d), state (L+1, s),
-    mask (L+1, n, A), actions (L, n), terminated (L,)."""
+    mask (L+1, n, A), actions (L, n), terminated (L,), rewards (L,)."""
     obs = episode.get_observations()
     if not isinstance(obs, dict):  # not numpy-ized: a list of per-step dicts
         obs = {k: np.stack([o[k] for o in obs]) for k in (OBS, STATE, ACTION_MASK)}
@@ -48,6 +51,7 @@ def episode_arrays(episode) -> dict[str, np.ndarray]:
         SEQ_MASK: np.asarray(obs[ACTION_MASK])[: length + 1],
         SEQ_ACTIONS: actions,
         SEQ_TERMINATED: terminated,
+        SEQ_REWARDS: np.asarray(episode.get_rewards(), np.float32)[:length],
     }
 
 
@@ -73,4 +77,8 @@ def pad_sequences(episodes: Sequence[dict[str, np.ndarray]]) -> dict[str, np.nda
         out[SEQ_ACTIONS][b, :L] = e[SEQ_ACTIONS]
         out[SEQ_TERMINATED][b, :L] = e[SEQ_TERMINATED]
         out[SEQ_VALID][b, :L] = 1.0
+    if all(SEQ_REWARDS in e for e in episodes):
+        out[SEQ_REWARDS] = np.zeros((B, T), np.float32)
+        for b, (e, L) in enumerate(zip(episodes, lengths)):
+            out[SEQ_REWARDS][b, :L] = e[SEQ_REWARDS]
     return out

@@ -16,11 +16,9 @@ from typing import Any, Dict, Optional, Type, Union
 
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
-from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.learner import Learner
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.env.utils.infinite_lookback_buffer import InfiniteLookbackBuffer
-from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.annotations import override
 from typing_extensions import Self
 
@@ -206,9 +204,7 @@ class MIFQConfig(ImitationConfig):
             replay_is_clip=replay_is_clip,
             num_steps_sampled_before_learning_starts=num_steps_sampled_before_learning_starts,
         )
-        if replay_buffer_config is not NotProvided:
-            # Update (not replace) so a YAML can change only the capacity.
-            self.replay_buffer_config = {**self.replay_buffer_config, **replay_buffer_config}
+        self.update_replay_buffer_config(replay_buffer_config)
         return self
 
     @override(AlgorithmConfig)
@@ -267,26 +263,10 @@ class MIFQConfig(ImitationConfig):
             self._value_error("`mixer_lr` is set but `mixer='none'` has no mixer parameters; unset mixer_lr.")
         if not self.alpha > 0:
             self._value_error(f"`alpha` (soft-value temperature) must be > 0, got {self.alpha}.")
-        if not isinstance(self.replay_buffer_config.get("type"), str) or (
-            "EpisodeReplayBuffer" not in self.replay_buffer_config["type"]
-        ):
-            self._value_error(
-                "MIFQ stores team episodes: `replay_buffer_config['type']` must name an EpisodeReplayBuffer "
-                f"(a string such as 'EpisodeReplayBuffer'), got {self.replay_buffer_config.get('type')!r}."
-            )
-        if "Prioritized" in self.replay_buffer_config["type"]:
-            self._value_error(
-                "MIFQ samples replay uniformly; use replay_buffer_config={'type': 'EpisodeReplayBuffer'} "
-                "(the prioritized buffer stores weights differently and has no TD error to prioritise by)."
-            )
+        self.validate_episode_replay()
         for name in ("expert_batch_size", "num_updates_per_iteration"):
             if int(getattr(self, name)) < 1:
                 self._value_error(f"`{name}` must be >= 1, got {getattr(self, name)}.")
-        if self.rollout_fragment_length == "auto":
-            self._value_error(
-                "Set `rollout_fragment_length` to a number of steps (e.g. 50): 'auto' means 1 step per env "
-                "runner round trip for off-policy algorithms, which makes sampling crawl."
-            )
 
     @override(AlgorithmConfig)
     def get_default_rl_module_spec(self) -> RLModuleSpec:
@@ -352,7 +332,7 @@ class MIFQ(ImitationAlgorithm):
         # goes back to the env runners.
         def draw():
             if self.config.use_gru:  # whole episodes, padded (rllib_mil/data/sequences.py)
-                return {"batch": self._sample_replay_sequences(self.config.total_train_batch_size)}
+                return {"batch": self.sample_replay_sequences(self.config.total_train_batch_size)}
             episodes = self.local_replay_buffer.sample(
                 num_items=self.config.total_train_batch_size, n_step=1, gamma=self.config.gamma, sample_episodes=True)
             if self.config.replay_is_weights:
@@ -362,15 +342,6 @@ class MIFQ(ImitationAlgorithm):
         # The target-network schedule counts sampled env steps (see DQNLearner), after any offline pre-training
         # updates so that it keeps increasing.
         self.replay_updates(draw, timestep=sampled + self._n_offline_updates)
-
-    def _sample_replay_sequences(self, n_episodes: int) -> MultiAgentBatch:
-        """``n_episodes`` whole episodes of the replay buffer, drawn uniformly with replacement and padded."""
-        from rllib_mil.data.sequences import SEQ_VALID, episode_arrays, pad_sequences
-
-        stored = [ep for ep in self.local_replay_buffer.episodes if len(ep) > 0]
-        pick = self.local_replay_buffer.rng.integers(len(stored), size=n_episodes)
-        seqs = pad_sequences([episode_arrays(stored[i]) for i in pick])
-        return MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(seqs)}, int(seqs[SEQ_VALID].sum()))
 
 def attach_behaviour_logp(sampled: list, buffer) -> None:
     """Gives each one-step episode drawn from ``buffer`` the behaviour log-probs (team_module.BEHAVIOUR_LOGP) of

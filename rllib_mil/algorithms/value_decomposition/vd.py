@@ -5,7 +5,8 @@ Multi-Agent Reinforcement Learning", text in ../shared/papers/igm-da-paper.txt).
 Each training iteration:
 1. the env runners act ε-greedily with the acting agents (local observations; in IGM-DA mode the learner agents,
    so the data follow the learner's policy as in DAgger) and the team episodes go into an ``EpisodeReplayBuffer``,
-2. ``num_updates_per_iteration`` times a replay batch of ``train_batch_size_per_learner`` transitions is drawn and
+2. ``num_updates_per_iteration`` times a replay batch of ``train_batch_size_per_learner`` transitions (with
+   ``use_gru``: whole episodes) is drawn and
    the learner minimises its TD loss (each algorithm's learner), plus in IGM-DA mode the teach loss,
 3. the acting network (only) is synced back to the env runners.
 """
@@ -92,8 +93,7 @@ class ValueDecompositionConfig(TeamConfig):
             target_network_update_freq=target_network_update_freq, igm_da=igm_da, teach_loss=teach_loss,
             teach_coef=teach_coef, num_steps_sampled_before_learning_starts=num_steps_sampled_before_learning_starts,
         )
-        if replay_buffer_config is not NotProvided:
-            self.replay_buffer_config = {**self.replay_buffer_config, **replay_buffer_config}
+        self.update_replay_buffer_config(replay_buffer_config)
         return self
 
     @override(AlgorithmConfig)
@@ -103,9 +103,6 @@ class ValueDecompositionConfig(TeamConfig):
 
         if self.exploration not in EXPLORATIONS:
             self._value_error(f"`exploration` must be one of {EXPLORATIONS}, got {self.exploration!r}.")
-        if self.use_gru:
-            self._value_error("Recurrent agents are not available for the value-decomposition algorithms here yet "
-                              "(their learners train on single transitions): set use_gru=False.")
         if self.agent_input != "obs":
             self._value_error("The acting agents of QMIX / QPLEX / DMIX read their own observation "
                               "(decentralized execution): keep agent_input='obs'; IGM-DA's expert agents read the "
@@ -117,14 +114,7 @@ class ValueDecompositionConfig(TeamConfig):
             self._value_error(f"`teach_loss` must be one of {TEACH_LOSSES}, got {self.teach_loss!r}.")
         if not (isinstance(self.teach_coef, (int, float)) and self.teach_coef > 0):
             self._value_error(f"`teach_coef` must be a number > 0, got {self.teach_coef!r}.")
-        if "EpisodeReplayBuffer" not in str(self.replay_buffer_config.get("type")) or (
-                "Prioritized" in str(self.replay_buffer_config.get("type"))):
-            self._value_error("The value-decomposition algorithms store team episodes and sample them uniformly: "
-                              "set replay_buffer_config={'type': 'EpisodeReplayBuffer', 'capacity': ...}, got "
-                              f"{self.replay_buffer_config.get('type')!r}.")
-        if self.rollout_fragment_length == "auto":
-            self._value_error("Set `rollout_fragment_length` to a number of steps (e.g. 25): 'auto' means 1 step per "
-                              "env runner round trip for off-policy algorithms, which makes sampling crawl.")
+        self.validate_episode_replay()
 
     @property
     @override(AlgorithmConfig)
@@ -149,6 +139,8 @@ class ValueDecomposition(TeamAlgorithm):
             return
 
         def draw():
+            if self.config.use_gru:  # whole episodes, padded (rllib_mil/data/sequences.py)
+                return {"batch": self.sample_replay_sequences(self.config.total_train_batch_size)}
             return {"episodes": self.local_replay_buffer.sample(
                 num_items=self.config.total_train_batch_size, n_step=1, gamma=self.config.gamma,
                 sample_episodes=True)}

@@ -6,7 +6,7 @@ Target-network syncing (polyak ``tau`` every ``target_network_update_freq`` samp
 learner connector come from RLlib's ``DQNLearner``.
 """
 from dataclasses import dataclass
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import torch
 from ray.rllib.algorithms.dqn.dqn_learner import DQNLearner
@@ -18,7 +18,8 @@ from ray.rllib.utils.typing import ModuleID, TensorType
 
 from rllib_mil.algorithms.utils import raise_if_not_finite
 from rllib_mil.algorithms.value_decomposition.vd_loss import teach_loss
-from rllib_mil.algorithms.value_decomposition.vd_rl_module import TARGET_TD_OUT
+from rllib_mil.data.sequences import (
+    SEQ_ACTIONS, SEQ_MASK, SEQ_OBS, SEQ_REWARDS, SEQ_STATE, SEQ_TERMINATED, SEQ_VALID)
 from rllib_mil.envs.contract import ACTION_MASK, OBS, STATE
 
 # Metric keys (TensorBoard: learners/default_policy/<key>).
@@ -47,6 +48,7 @@ class TDRows:
     out: torch.Tensor  # (B, n, td_out) TD net on (o, S), with gradient
     out_next: torch.Tensor  # (B, n, td_out) TD net on (o', S'), no gradient (double-Q action choice)
     target_next: torch.Tensor  # (B, n, td_out) target TD net on (o', S')
+    q_acting: Optional[torch.Tensor]  # (B, n, A) the acting (learner) agents' scores, IGM-DA only
 
 
 class ValueDecompositionLearner(DQNLearner, TorchLearner):
@@ -64,27 +66,14 @@ class ValueDecompositionLearner(DQNLearner, TorchLearner):
         self, *, module_id: ModuleID, config, batch: Dict[str, Any], fwd_out: Dict[str, TensorType]
     ) -> TensorType:
         module = self.module[module_id].unwrapped()
-        o, o2 = batch[Columns.OBS], batch[Columns.NEXT_OBS]
-        with torch.no_grad():
-            out_next = module.td_values(o2[OBS], o2[STATE])
-            target_next = module.forward_target({Columns.OBS: o2})[TARGET_TD_OUT]
-        rows = TDRows(
-            obs=o[OBS], state=o[STATE], mask=o[ACTION_MASK],
-            next_obs=o2[OBS], next_state=o2[STATE], next_mask=o2[ACTION_MASK],
-            actions=batch[Columns.ACTIONS].long(),
-            reward=batch[Columns.REWARDS].float(),
-            terminated=batch[Columns.TERMINATEDS].float(),
-            out=module.td_values(o[OBS], o[STATE]),
-            out_next=out_next,
-            target_next=target_next,
-        )
+        rows = self._sequence_rows(module, batch) if config.use_gru else self._transition_rows(module, batch)
         loss, terms = self.td_loss(module, config, rows)
         metrics = {TD_LOSS: loss.detach(), **terms}
         if module.igm_da:
             # IGM-DA: the learner agents (local obs) imitate the expert agents' greedy actions on the rows the
             # learner agents collected (DAgger); the expert's scores carry no gradient into this term.
-            q_learner = module.q_values(module.agent_inputs(rows.obs, rows.state))  # (B, n, A)
-            teach, agreement = teach_loss(q_learner, module.td_scores(rows.out).detach(), rows.mask, config.teach_loss)
+            teach, agreement = teach_loss(rows.q_acting, module.td_scores(rows.out).detach(), rows.mask,
+                                          config.teach_loss)
             loss = loss + config.teach_coef * teach
             metrics.update({TEACH_LOSS: teach.detach(), TEACH_AGREEMENT: agreement})
         raise_if_not_finite(type(self).__name__.replace("TorchLearner", ""), loss, metrics,
@@ -94,3 +83,53 @@ class ValueDecompositionLearner(DQNLearner, TorchLearner):
             metrics.update({"loss": loss.detach(), Q_ABS_MAX: q.abs().max(), REPLAY_ROWS: float(rows.actions.shape[0])})
         self.metrics.log_dict(metrics, key=module_id, window=1)
         return loss
+
+    @staticmethod
+    def _transition_rows(module, batch) -> TDRows:
+        """Replay transitions (the DQN learner connector adds NEXT_OBS)."""
+        o, o2 = batch[Columns.OBS], batch[Columns.NEXT_OBS]
+        with torch.no_grad():
+            out_next = module.td_values(o2[OBS], o2[STATE])  # (B, n, td_out)
+            target_next = module.target_td_values(o2[OBS], o2[STATE])  # (B, n, td_out)
+        return TDRows(
+            obs=o[OBS], state=o[STATE], mask=o[ACTION_MASK],
+            next_obs=o2[OBS], next_state=o2[STATE], next_mask=o2[ACTION_MASK],
+            actions=batch[Columns.ACTIONS].long(),
+            reward=batch[Columns.REWARDS].float(),
+            terminated=batch[Columns.TERMINATEDS].float(),
+            out=module.td_values(o[OBS], o[STATE]),
+            out_next=out_next,
+            target_next=target_next,
+            q_acting=module.q_values(module.agent_inputs(o[OBS], o[STATE])) if module.igm_da else None,
+        )
+
+    @staticmethod
+    def _sequence_rows(module, batch) -> TDRows:
+        """Recurrent agents: whole replay episodes in the padded layout of rllib_mil/data/sequences.py, each net run
+        over o_0 .. o_L from the zero state; the real steps become rows (padding never reaches the loss)."""
+        obs, state, mask = batch[SEQ_OBS], batch[SEQ_STATE], batch[SEQ_MASK]  # (B, T+1, ...)
+        valid = batch[SEQ_VALID] > 0  # (B, T)
+        out_all = module.td_values(obs, state)  # (B, T+1, n, td_out), one pass over o_0 .. o_T
+        with torch.no_grad():
+            target_all = module.target_td_values(obs, state)  # (B, T+1, n, td_out)
+        q_acting = None
+        if module.igm_da:
+            q_acting = module.q_values(module.agent_inputs(obs, state))[:, :-1][valid]  # (N, n, A)
+
+        def now(x):  # (B, T+1, ...) -> (N, ...): step t of each real step
+            return x[:, :-1][valid]
+
+        def nxt(x):  # (B, T+1, ...) -> (N, ...): step t + 1
+            return x[:, 1:][valid]
+
+        return TDRows(
+            obs=now(obs), state=now(state), mask=now(mask),
+            next_obs=nxt(obs), next_state=nxt(state), next_mask=nxt(mask),
+            actions=batch[SEQ_ACTIONS][valid].long(),  # (N, n)
+            reward=batch[SEQ_REWARDS][valid].float(),  # (N,)
+            terminated=batch[SEQ_TERMINATED][valid].float(),  # (N,)
+            out=now(out_all),
+            out_next=nxt(out_all).detach(),
+            target_next=nxt(target_all),
+            q_acting=q_acting,
+        )

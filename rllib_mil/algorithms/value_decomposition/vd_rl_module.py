@@ -74,11 +74,23 @@ class ValueDecompositionModule(TeamAgentModule, TargetNetworkAPI, InferenceOnlyA
         """``obs (B, n, d)``, ``state (B, s)`` -> the TD net's agent rows ``(B, n, d_in)``."""
         if not self.igm_da:
             return self.agent_inputs(obs, state)
-        rows = state.unsqueeze(-2).expand(*state.shape[:-1], self.n_agents, state.shape[-1])  # (B, s) -> (B, n, s)
-        return torch.cat([rows, obs], dim=-1)  # (B, n, s + d)
+        rows = state.unsqueeze(-2).expand(*state.shape[:-1], self.n_agents, state.shape[-1])  # (..., s) -> (..., n, s)
+        return torch.cat([rows, obs], dim=-1)  # (..., n, s + d)
+
+    @property
+    def td_recurrent(self) -> bool:
+        """Whether the TD-trained agents are the recurrent acting net (use_gru without IGM-DA)."""
+        return self.use_gru and not self.igm_da
 
     def td_values(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        return self.td_net(self.td_inputs(obs, state))  # (B, n, td_out_dim)
+        """(B, n, d) / (B, s) -> (B, n, td_out_dim); recurrent: whole episodes (B, T, n, d) / (B, T, s), run
+        from the zero state -> (B, T, n, td_out_dim). Feed-forward nets act on the last dims either way."""
+        x = self.td_inputs(obs, state)
+        return self.td_net(x, self.zero_state(x))[0] if self.td_recurrent else self.td_net(x)
+
+    def target_td_values(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        x = self.td_inputs(obs, state)
+        return self._target_td_net(x, self.zero_state(x))[0] if self.td_recurrent else self._target_td_net(x)
 
     @property
     def target_mixer(self) -> nn.Module:
@@ -102,4 +114,4 @@ class ValueDecompositionModule(TeamAgentModule, TargetNetworkAPI, InferenceOnlyA
     @override(TargetNetworkAPI)
     def forward_target(self, batch: Dict[str, Any]) -> Dict[str, Any]:
         obs = batch[Columns.OBS]
-        return {TARGET_TD_OUT: self._target_td_net(self.td_inputs(obs[OBS], obs[STATE]))}
+        return {TARGET_TD_OUT: self.target_td_values(obs[OBS], obs[STATE])}
