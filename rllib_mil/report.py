@@ -231,15 +231,16 @@ def experiment_report(paths: List[str], docs: str) -> str:
     for root in paths:
         root = os.path.abspath(os.path.expanduser(root))
         for dirpath, _, files in os.walk(root):
-            if "progress.csv" in files:
+            if "progress.csv" in files or "result.json" in files:
                 trials.append(dirpath)
     if not trials:
-        raise ValueError(f"No Tune trials (progress.csv) under {paths}; pass `rllib train file` output folders.")
+        raise ValueError(f"No Tune trials (result.json / progress.csv) under {paths}; pass `rllib train file` output "
+                         "folders.")
     lines = ["| trial | iterations | env steps | return (rollouts) | return (greedy eval) |", "|---|---|---|---|---|"]
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for trial in sorted(trials):
-        df = pd.read_csv(os.path.join(trial, "progress.csv"))
+        df = _trial_results(trial)
         steps = df.get("num_env_steps_sampled_lifetime", df["training_iteration"])
         last = df.iloc[-1]
         cells = [f"{last.get(c, float('nan')):.2f}" if c in df else "-" for c in RETURN_COLUMNS]
@@ -259,3 +260,22 @@ def experiment_report(paths: List[str], docs: str) -> str:
     with open(os.path.join(docs, "experiment_report.md"), "w") as f:
         f.write(f"# Experiment report\n\n{table}\n\n![curves](experiment_curves.png)\n")
     return table
+
+
+def _trial_results(trial: str):
+    """One row per training iteration of a Tune trial, columns named like progress.csv ("a/b/c").
+
+    Read from result.json (one JSON object per iteration) when it is there: after ``--resume`` Tune appends rows to
+    progress.csv under the header of the first session, whose columns need not match the new rows (measured: a
+    resumed MAPPO run's win rate landed in the return column). A restored trial can repeat iterations; the last
+    report of each iteration is kept.
+    """
+    import pandas as pd
+
+    path = os.path.join(trial, "result.json")
+    if os.path.exists(path):
+        rows = [json.loads(line) for line in open(path) if line.strip()]
+        if rows:
+            df = pd.json_normalize(rows, sep="/")
+            return df.drop_duplicates("training_iteration", keep="last").reset_index(drop=True)
+    return pd.read_csv(os.path.join(trial, "progress.csv"))

@@ -68,3 +68,18 @@ def test_benchmark_report_of_rl_rows_without_an_expert(tmp_path):
     assert "0.30 ± 0.10 (1.3; win 0.30 ± 0.10; n=2)" in table and "0.70 ± 0.10" in table
     assert "score = greedy win rate" in table and "Budget: 1000 env steps." in table
     assert (tmp_path / "docs" / "igm_curves.png").stat().st_size > 0
+
+
+def test_experiment_report_reads_result_json_over_a_misaligned_progress_csv(tmp_path):
+    """After --resume Tune appends progress.csv rows under the first session's header; result.json stays right."""
+    from rllib_mil.report import experiment_report
+
+    trial = tmp_path / "exp" / "MAPPO_x_00000"
+    trial.mkdir(parents=True)
+    results = [{"training_iteration": i, "num_env_steps_sampled_lifetime": 100 * i,
+                "env_runners": {"episode_return_mean": float(i)}} for i in (1, 2, 2, 3)]  # iteration 2 repeated
+    (trial / "result.json").write_text("".join(json.dumps(r) + "\n" for r in results))
+    (trial / "progress.csv").write_text(
+        "training_iteration,num_env_steps_sampled_lifetime,env_runners/episode_return_mean\n1,100,1.0\n2,-5.0,200\n")
+    table = experiment_report([str(tmp_path / "exp")], str(tmp_path / "docs"))
+    assert "| MAPPO_x_00000 | 3 | 300 | 3.00 | - |" in table
