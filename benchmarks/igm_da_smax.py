@@ -50,10 +50,40 @@ def run_one(task, method, seed, args):
             print(f"  {task} {method} seed={seed} steps={steps} win={curve[-1][1]:.2f} return={ev['return_mean']:.2f}"
                   f" q_abs_max={curve[-1][2]:.2f}{extra} ({time.time() - t0:.0f}s)", flush=True)
     final = run_episodes(env, ModulePolicy(algo.get_module()), args.eval_episodes, args.eval_seed)
+    out = {"return": final["return_mean"], "win_rate": final.get("win_rate"), "curve": curve,
+           "wall_s": time.time() - t0, "env_steps": int(steps)}
+    learner_module = algo.learner_group._learner.module["default_policy"].unwrapped()
+    if learner_module.igm_da:
+        # Diagnostic: the expert agents (global state) acting greedily on the same battles; the learner agents'
+        # gap to them is what IGM-DA's imitation step loses (the lossy decomposition).
+        experts = run_episodes(env, ExpertAgentsPolicy(learner_module), args.eval_episodes, args.eval_seed)
+        out.update(expert_agents_win_rate=experts.get("win_rate"), expert_agents_return=experts["return_mean"])
     algo.stop()
     env.close()
-    return {"return": final["return_mean"], "win_rate": final.get("win_rate"), "curve": curve,
-            "wall_s": time.time() - t0, "env_steps": int(steps)}
+    return out
+
+
+class ExpertAgentsPolicy:
+    """Greedy actions of an IGM-DA module's expert agents (they read the global state), for diagnostics only."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def reset(self):
+        pass
+
+    def act(self, obs, rng=None):
+        import numpy as np
+        import torch
+
+        from rllib_mil.envs.contract import ACTION_MASK, OBS, STATE
+
+        with torch.no_grad():
+            o = torch.as_tensor(np.asarray(obs[OBS]))[None]
+            s = torch.as_tensor(np.asarray(obs[STATE]))[None]
+            q = self.module.td_scores(self.module.td_values(o, s))[0]
+            q = q.masked_fill(torch.as_tensor(np.asarray(obs[ACTION_MASK])) <= 0, -1e9)
+        return q.argmax(-1).numpy().astype(np.int64)
 
 
 def random_play(task, args):
@@ -116,6 +146,7 @@ def main(argv=None):
             "task": task, "algo": method, "seed": seed, "return": r["return"], "win_rate": r["win_rate"],
             "score": r["win_rate"], "random_return": refs[task]["return_mean"],
             "random_win_rate": refs[task].get("win_rate"), "env_steps": r["env_steps"], "sight_range": args.sight,
+            "expert_agents_win_rate": r.get("expert_agents_win_rate"),
             "lr": args.lr, "updates_per_iteration": args.updates_per_iteration, "batch": args.batch,
             "num_envs": args.num_envs, "eval_episodes": args.eval_episodes, "wall_s": r["wall_s"],
             "curve": r["curve"], "curve_label": "greedy win rate", "config": json.loads(args.config), "tag": args.tag,
