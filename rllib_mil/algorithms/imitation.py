@@ -145,9 +145,7 @@ class TeamConfig(AlgorithmConfig):
 
     def update_replay_buffer_config(self, value) -> None:
         """``training(replay_buffer_config=...)``: update, not replace, so a YAML can change only the capacity."""
-        from ray.rllib.algorithms.algorithm_config import NotProvided as _NotProvided
-
-        if value is not _NotProvided:
+        if value is not NotProvided:
             self.replay_buffer_config = {**self.replay_buffer_config, **value}
 
     def validate_episode_replay(self) -> None:
