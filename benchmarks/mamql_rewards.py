@@ -21,8 +21,9 @@ def run(task, seed, demos, offline, env_steps, heldout_path, args):
     from rllib_mil.evaluation import ModulePolicy, run_episodes
     from rllib_mil.rewards import export_rewards
 
-    cfg = (MAMQLConfig().environment(task)
-           .training(expert_data={"expert": "scripted", "episodes": demos, "seed": 0}, lr=5e-4, gamma=0.9,
+    env_config = json.loads(args.env_config)
+    cfg = (MAMQLConfig().environment(task, env_config=env_config)
+           .training(expert_data={"expert": "scripted", "episodes": demos, "seed": 0}, lr=5e-4, gamma=args.gamma,
                      num_updates_per_iteration=50, train_batch_size_per_learner=64,
                      num_steps_sampled_before_learning_starts=1000, offline=offline)
            .env_runners(num_env_runners=0, num_envs_per_env_runner=4, rollout_fragment_length=25)
@@ -36,10 +37,10 @@ def run(task, seed, demos, offline, env_steps, heldout_path, args):
         algo.train()
     algo.save_to_path(os.path.join(tmp, "final"))
     res = export_rewards(os.path.join(tmp, "final"), heldout_path, os.path.join(tmp, "final.parquet"))
-    env = make_team_env(task, {})
+    env = make_team_env(task, env_config)
     ret = run_episodes(env, ModulePolicy(algo.get_module()), 50, 100_000)["return_mean"]
     algo.stop()
-    return {"task": task, "seed": seed, "demos": demos, "mode": "offline" if offline else "online",
+    return {"task": task, "env_config": env_config, "seed": seed, "demos": demos, "mode": "offline" if offline else "online",
             "env_steps": env_steps, "return": ret, "pearson": res["pearson"], "pearson_untrained": floor,
             "heldout_rows": res["rows"], "wall_s": time.time() - t0}
 
@@ -51,6 +52,8 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--modes", nargs="+", default=["online", "offline"])
     p.add_argument("--env-steps", type=int, default=8000)
+    p.add_argument("--gamma", type=float, default=0.9, help="discount (0.9 for MPE's 25-step episodes)")
+    p.add_argument("--env-config", default="{}", help="JSON env_config, e.g. '{\"random_reset\": true}' (Overcooked)")
     p.add_argument("--heldout", type=int, default=64, help="held-out scripted episodes (expert seed 1)")
     p.add_argument("--out", default="benchmarks/results/mamql_rewards.jsonl")
     args = p.parse_args(argv)
@@ -62,7 +65,7 @@ def main(argv=None):
     import rllib_mil  # noqa: F401
     from rllib_mil.data.demos import ensure_demos
 
-    heldout = ensure_demos(args.task, {}, "scripted", args.heldout, 1)
+    heldout = ensure_demos(args.task, json.loads(args.env_config), "scripted", args.heldout, 1)
     for seed in args.seeds:
         for mode in args.modes:
             row = run(args.task, seed, args.demos, mode == "offline", args.env_steps, heldout, args)

@@ -28,13 +28,13 @@ TASKS = ["mpe/simple_spread", "mpe/simple_reference", "mpe/simple_speaker_listen
 ALGOS = ["MIFQ", "IIQ", "IQVDN"]
 
 
-def reference_returns(task, expert, eval_episodes, eval_seed):
+def reference_returns(task, expert, eval_episodes, eval_seed, env_config=None):
     """Greedy return of the demonstrating expert ("scripted" or a checkpoint) and of random play."""
     from rllib_mil.data.experts import make_expert
     from rllib_mil.envs import make_team_env
     from rllib_mil.evaluation import expert_from_arg, run_episodes
 
-    env = make_team_env(task, {})
+    env = make_team_env(task, env_config or {})
     demonstrator = expert_from_arg(expert, task)
     demonstrator = make_expert(demonstrator, env) if isinstance(demonstrator, str) else demonstrator
     expert = run_episodes(env, demonstrator, eval_episodes, eval_seed)
@@ -85,7 +85,7 @@ def run_one(task, method, seed, demos, args):
         training = dict(expert_data=expert_data, lr=args.bc_lr, num_updates_per_iteration=-(-args.bc_updates // iters))
     config = (
         config_cls()
-        .environment(task)
+        .environment(task, env_config=json.loads(args.env_config))
         .training(**training)
         .training(**json.loads(args.config))
         .training(**overrides)
@@ -97,7 +97,7 @@ def run_one(task, method, seed, demos, args):
     # Learning-curve points every eval_every * 100 env steps (MIFQ-style runs: every eval_every iterations).
     eval_steps = args.eval_every * 100
     algo = config.build_algo()
-    env = make_team_env(task, {})
+    env = make_team_env(task, json.loads(args.env_config))
     curve, t0, next_eval = [], time.time(), 0
     offline = bool(config.offline)
     # Offline runs get the online run's number of updates (no warm-up); their curve's x is that run's env steps.
@@ -154,6 +154,9 @@ def main(argv=None):
     p.add_argument("--mixer-shared", action=argparse.BooleanOptionalAction, default=None,
                    help="one mixer for R and V (MIFQ default) or two as in the paper; unset = MIFQConfig's default")
     p.add_argument("--config", default="{}", help="JSON dict of further MIFQConfig.training() settings")
+    p.add_argument("--env-config", default="{}",
+                   help="JSON env_config of the task (demonstrations, training and evaluation), e.g. "
+                        "'{\"random_reset\": true}' for Overcooked")
     p.add_argument("--tag", default="", help="label stored in each row (for ablation tables)")
     p.add_argument("--eval-every", type=int, default=10,
                    help="learning-curve points every this many x 100 env steps (MIFQ-style runs: iterations)")
@@ -193,7 +196,8 @@ def main(argv=None):
         if n % shard_k != shard_i or (task, demos, algo_name, seed, args.tag) in done:
             continue
         if task not in refs:
-            refs[task] = reference_returns(task, args.expert, args.eval_episodes, args.eval_seed)
+            refs[task] = reference_returns(task, args.expert, args.eval_episodes, args.eval_seed,
+                                           json.loads(args.env_config))
             print(f"{task}: expert {refs[task]['expert']:.2f} random {refs[task]['random']:.2f}", flush=True)
         r = run_one(task, algo_name, seed, demos, args)
         r_exp, r_rand = refs[task]["expert"], refs[task]["random"]
@@ -206,6 +210,7 @@ def main(argv=None):
             "mixer_shared": args.mixer_shared,
             "updates_per_iteration": args.updates_per_iteration, "replay_batch": args.replay_batch, "eval_episodes": args.eval_episodes,
             "wall_s": r["wall_s"], "curve": r["curve"], "config": json.loads(args.config), "tag": args.tag,
+            "env_config": json.loads(args.env_config),
         }
         won = "" if r.get("win_rate") is None else f" win_rate={r['win_rate']:.2f} (expert {row['expert_win_rate']:.2f})"
         print(f"RESULT {task} demos={demos} {algo_name} seed={seed} return={r['return']:.2f} score={row['score']:.3f}{won}",

@@ -415,7 +415,9 @@ def test_offline_mode_samples_nothing_and_has_no_replay_buffer(name, build):
                                             ({"mixer_lr": 0}, "mixer_lr"),
                                             ({"replay_is_weights": True, "chi2_replay": False}, "replay_is"),
                                             ({"replay_is_clip": 0}, "replay_is_clip"),
-                                            ({"mixer_lr": 1e-3, "mixer": "none"}, "mixer_lr")])
+                                            ({"mixer_lr": 1e-3, "mixer": "none"}, "mixer_lr"),
+                                            ({"policy_prior": "dagger"}, "policy_prior"),
+                                            ({"prior_weight": 0}, "prior_weight")])
 def test_bad_iq_options_fail_validation(settings, match):
     _, config_cls = ALGORITHMS["MIFQ"]
     with pytest.raises(ValueError, match=match):
@@ -439,8 +441,9 @@ def test_replay_rows_carry_the_behaviour_logp_for_importance_weights(build):
     module = learner_module(algo)
     for ep in episodes:
         obs = ep.get_observations(0)
-        q = module.q_values(module.agent_inputs(torch.as_tensor(obs[OBS])[None],
-                                                torch.as_tensor(obs[STATE])[None]))[0].detach()  # (n, A)
+        # The policy's scores: Q plus the scaled log-prior (policy_prior="bc", the default).
+        q = module.action_scores(module.q_values(module.agent_inputs(torch.as_tensor(obs[OBS])[None],
+                                                                     torch.as_tensor(obs[STATE])[None])))[0].detach()
         want = action_logp(q, torch.as_tensor(obs[ACTION_MASK]), algo.config.alpha,
                            torch.as_tensor(ep.get_actions(0)))
         np.testing.assert_allclose(np.asarray(ep.get_extra_model_outputs(BEHAVIOUR_LOGP, 0)), want.numpy(),
@@ -492,3 +495,26 @@ def test_mifq_mixer_shared_or_paper_pair(shared, build):
     algo.learner_group.set_weights({MODULE_ID: weights})
     assert_state_equal(learner_weights(algo), weights)
     assert MIFQConfig().mixer_shared is True
+
+
+@pytest.mark.parametrize("name", ALGO_NAMES)
+def test_policy_prior_acts_on_q_plus_scaled_prior_and_trains_its_head(name, build):
+    """policy_prior="bc": the shared net has a Q head and a BC-logits head; env runners act greedily on
+    Q + α·β·log π0; the learner logs the prior's NLL on expert rows, which falls as it trains, and replay rows
+    still enter the loss."""
+    from rllib_mil.modules.soft import greedy_actions
+
+    algo = build(make_config(name, policy_prior="bc", prior_weight=0.5, lr=3e-3))
+    module = learner_module(algo)
+    n_actions = module.n_actions
+    assert module.q_net.n_actions == 2 * n_actions and module.prior_scale == pytest.approx(0.5 * algo.config.alpha)
+    results = [algo.train() for _ in range(TRAIN_ITERS + 2)]
+    stats = [r["learners"][MODULE_ID] for r in results if "prior_nll" in r.get("learners", {}).get(MODULE_ID, {})]
+    assert len(stats) >= 2 and float(stats[-1]["replay_rows"]) == TRAIN_BATCH
+    assert float(stats[-1]["prior_nll"]) < float(stats[0]["prior_nll"])
+    batch = team_obs_batch(SPREAD, n=32)
+    out = module.q_net(module.agent_inputs(batch[Columns.OBS][OBS], batch[Columns.OBS][STATE])).detach()  # (B, n, 2A)
+    q, logits = out[..., :n_actions], out[..., n_actions:]
+    want = greedy_actions(q + module.prior_scale * torch.log_softmax(logits, dim=-1), batch[Columns.OBS][ACTION_MASK])
+    got = module.forward_inference(batch)[Columns.ACTIONS]
+    torch.testing.assert_close(got, want)

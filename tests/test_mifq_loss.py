@@ -439,3 +439,28 @@ def test_gradient_penalty_hand_computation():
     assert lin.weight.grad is not None and lin.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="obs_r"):
         q_gradient_penalty(lin, torch.randn(5, 2, 4, dtype=D), torch.randn(4, 2, 4, dtype=D))
+
+
+def test_policy_prior_scores_hand_computation():
+    """policy_prior="bc": scores = Q + α·β·log π0 over available actions; their soft value is
+    α·log Σ_a π0(a)^β·exp(Q(a)/α) and their softmax the KL-regularised policy ∝ π0^β·exp(Q/α); no gradient
+    reaches the prior logits; masked actions get no prior mass."""
+    from rllib_mil.modules.soft import with_policy_prior
+
+    alpha, beta = 0.5, 2.0
+    q = torch.tensor([[0.0, 1.0, -1.0], [2.0, 0.0, 7.0]], dtype=D, requires_grad=True)
+    logits = torch.tensor([[0.0, 0.0, torch.log(torch.tensor(2.0))], [1.0, 1.0, 5.0]], dtype=D, requires_grad=True)
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]], dtype=D)
+    scores = with_policy_prior(q, logits, mask, alpha * beta)
+    # Row 0: π0 = [1/4, 1/4, 1/2]; row 1: the masked third action leaves π0 = [1/2, 1/2] on the first two.
+    pi0 = torch.tensor([[0.25, 0.25, 0.5], [0.5, 0.5, 1.0]], dtype=D)
+    want_v = alpha * torch.log((pi0**beta * torch.exp(q.detach() / alpha) * mask).sum(-1))
+    torch.testing.assert_close(soft_value(scores, mask, alpha).detach(), want_v)
+    policy = torch.softmax(torch.where(mask > 0, scores / alpha, torch.tensor(-1e9, dtype=D)), dim=-1)
+    want_pi = pi0**beta * torch.exp(q.detach() / alpha) * mask
+    torch.testing.assert_close(policy.detach(), want_pi / want_pi.sum(-1, keepdim=True))
+    soft_value(scores, mask, alpha).sum().backward()
+    assert logits.grad is None or logits.grad.abs().sum() == 0
+    # A uniform prior only shifts every score by the same constant: the policy is softmax(Q/α) again.
+    flat = with_policy_prior(q.detach(), torch.zeros_like(q), None, alpha)
+    torch.testing.assert_close(flat - q.detach(), torch.full_like(q, alpha * torch.log(torch.tensor(1 / 3, dtype=D))))

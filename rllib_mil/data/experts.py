@@ -26,11 +26,20 @@ How each one plays (layouts and encodings read from mpe2's scenario source, see 
   farther than 0.3 sight ranges), then walks towards the nearest enemy it sees, or towards the centre of the map
   when it sees none. No kiting or retreat. Measured (50 episodes vs JaxMARL's heuristic enemy): win rate 0.52 on
   smacv2_5_units, 0.67 on 3m, against 0.47 / 0.57 without closing up.
+* ``overcooked/<layout>`` - each cook reads the whole kitchen from its own observation planes (positions,
+  orientations, what both hold, pot contents and timers) and plays a fixed recipe: fetch the onions a pot still
+  misses, a plate per cooking pot, pick up the soup, deliver; tasks are split between the cooks by walking
+  distance, items are handed over on a shared counter where the kitchen is split (forced_coord), and agent 1
+  gives way to agent 0 (see :class:`OvercookedExpert`). Measured (20 episodes of 400 steps, seeds 0-19, the
+  default ``shaped_reward_coef`` 1), soups per episode / team return: cramped_room 10 / 288, asymm_advantages
+  16 / 463.5, coord_ring 14 / 402, forced_coord 14 / 396, counter_circuit 8 / 234 (the same in every episode: the
+  start differs only by the cooks' orientations); cramped_room with ``random_reset`` 10.7 / 301.
 """
 from __future__ import annotations
 
 import itertools
 from abc import ABC, abstractmethod
+from collections import deque
 
 import numpy as np
 
@@ -271,6 +280,234 @@ class SMAXFocusFireExpert(Expert):
         return np.array([self._agent_action(obs[i], mask[i]) for i in range(obs.shape[0])], dtype=np.int64)
 
 
+# Overcooked feature planes (jaxmarl Overcooked.get_obs) that the scripted cooks read.
+OC_OWN, OC_OTHER, OC_OWN_DIR, OC_OTHER_DIR = 0, 1, 2, 6
+OC_POT, OC_COUNTER, OC_ONION_PILE, OC_PLATE_PILE, OC_GOAL = 10, 11, 12, 14, 15
+OC_ONIONS_IN_POT, OC_COOK_TIME, OC_SOUP_READY, OC_PLATE, OC_ONION = 16, 20, 21, 22, 23
+OC_SOUP_ONIONS = 3
+# (dy, dx) of the move actions 0-3 (up, down, right, left); also the facing of JaxMARL's direction index.
+OC_MOVES = ((-1, 0), (1, 0), (0, 1), (0, -1))
+OC_DETOUR = 1  # extra steps agent 0 walks to go round agent 1 rather than have it make way
+
+
+class _Kitchen:
+    """What one cook's observation says about the kitchen, in absolute terms (agent 0 and agent 1)."""
+
+    def __init__(self, grid: np.ndarray, me: int):
+        g = grid > 0
+        own, other = np.argwhere(g[..., OC_OWN])[0], np.argwhere(g[..., OC_OTHER])[0]
+        own_dir = int(np.argmax(grid[own[0], own[1], OC_OWN_DIR:OC_OWN_DIR + 4]))
+        other_dir = int(np.argmax(grid[other[0], other[1], OC_OTHER_DIR:OC_OTHER_DIR + 4]))
+        pos, dirs = [tuple(own), tuple(other)], [own_dir, other_dir]
+        if me == 1:
+            pos, dirs = pos[::-1], dirs[::-1]
+        self.shape = grid.shape[:2]
+        self.pos = pos
+        self.facing = [(p[0] + OC_MOVES[d][0], p[1] + OC_MOVES[d][1]) for p, d in zip(pos, dirs)]
+        agents = g[..., OC_OWN] | g[..., OC_OTHER]
+        pot = g[..., OC_POT]
+        dish = g[..., OC_SOUP_READY] & ~pot  # a plated soup, held or on a counter
+        items = g[..., OC_PLATE] | g[..., OC_ONION] | dish
+        static = pot | g[..., OC_COUNTER] | g[..., OC_ONION_PILE] | g[..., OC_PLATE_PILE] | g[..., OC_GOAL]
+        self.floor = ~static & (~items | agents)
+        self.inv = [
+            "onion" if g[p + (OC_ONION,)] else "plate" if g[p + (OC_PLATE,)] else "dish" if dish[p] else None
+            for p in pos
+        ]
+        onions = grid[..., OC_ONIONS_IN_POT]
+        ready = pot & g[..., OC_SOUP_READY]
+        cooking = pot & ~ready & (g[..., OC_COOK_TIME] | (onions >= OC_SOUP_ONIONS))
+        accepting = pot & ~ready & ~cooking
+        self.loose = {"onion": g[..., OC_ONION] & ~agents, "plate": g[..., OC_PLATE] & ~agents, "dish": dish & ~agents}
+        self.piles = {"onion": g[..., OC_ONION_PILE], "plate": g[..., OC_PLATE_PILE], "dish": np.zeros_like(pot)}
+        self.uses = {"onion": accepting, "plate": cooking | ready, "dish": g[..., OC_GOAL]}
+        # How many more of each item the pots and the serving counter want than the cooks hold.
+        self.needed = {
+            "dish": int(self.loose["dish"].sum()),
+            "plate": int((cooking | ready).sum()) - self.inv.count("plate"),
+            "onion": int((OC_SOUP_ONIONS - onions)[accepting].sum()) - self.inv.count("onion"),
+        }
+        self.free_counter = g[..., OC_COUNTER]
+        self.busy = pot | self.uses["dish"] | self.piles["onion"] | self.piles["plate"]
+        self.region = [self.distances(self._cell(p)) < np.inf for p in pos]
+
+    def _cell(self, cell) -> np.ndarray:
+        mask = np.zeros(self.shape, dtype=bool)
+        mask[cell] = True
+        return mask
+
+    def inside(self, cell) -> bool:
+        return 0 <= cell[0] < self.shape[0] and 0 <= cell[1] < self.shape[1]
+
+    def neighbours(self, cell):
+        for a, (dy, dx) in enumerate(OC_MOVES):
+            nb = (cell[0] + dy, cell[1] + dx)
+            if self.inside(nb):
+                yield a, nb
+
+    def next_to(self, targets: np.ndarray) -> np.ndarray:
+        """Floor cells from which a cook can face one of ``targets``."""
+        return self._near(targets) & self.floor
+
+    def reaches(self, k: int, targets: np.ndarray) -> bool:
+        """Agent k can walk to one of ``targets`` (if the partner makes way)."""
+        return bool((self.next_to(targets) & self.region[k]).any())
+
+    def sources(self, k: int, item: str) -> np.ndarray:
+        """Where agent k fetches ``item``: wherever it lies when k can use it; else from the piles only, to hand it
+        over (a cook that cannot use an item never takes back one put down for its partner)."""
+        if self.reaches(k, self.uses[item]):
+            return self.piles[item] | self.loose[item]
+        if self.needed[item] - int(self.loose[item].sum()) > 0:  # items already put down are on their way
+            return self.piles[item]
+        return np.zeros_like(self.piles[item])
+
+    def hand_over(self, k: int) -> np.ndarray:
+        """Free counters where agent k puts down an item: those the partner reaches too, if any."""
+        mine = self.free_counter & self._near(self.region[k])
+        shared = mine & self._near(self.region[1 - k])
+        return shared if shared.any() else mine
+
+    def _near(self, cells: np.ndarray) -> np.ndarray:
+        near = np.zeros_like(cells)
+        for cell in zip(*np.nonzero(cells)):
+            for _, nb in self.neighbours(cell):
+                near[nb] = True
+        return near
+
+    def distances(self, goals: np.ndarray, blocked=None) -> np.ndarray:
+        """Steps from every floor cell to the nearest of ``goals`` (breadth first; ``blocked`` is impassable)."""
+        dist = np.full(self.shape, np.inf)
+        free = self.floor.copy()
+        if blocked is not None:
+            free[blocked] = False
+        queue = deque(cell for cell in zip(*np.nonzero(goals & free)))
+        for cell in queue:
+            dist[cell] = 0
+        while queue:
+            cell = queue.popleft()
+            for _, nb in self.neighbours(cell):
+                if free[nb] and dist[nb] == np.inf:
+                    dist[nb] = dist[cell] + 1
+                    queue.append(nb)
+        return dist
+
+
+class OvercookedExpert(Expert):
+    """Scripted cooks for Overcooked, each from its own observation (the whole kitchen, see envs/overcooked.py).
+
+    A cook holding a soup delivers it; holding an onion, it puts it into a pot that still takes onions; holding a
+    plate, it goes to a cooking or ready pot and interacts until it gets the soup. When it cannot reach where its
+    item goes (no such pot now, or a kitchen split by counters as in forced_coord) it puts the item down on a free
+    counter, one its partner reaches if there is one (the hand-over). An empty-handed cook takes a task the kitchen
+    still needs (a loose soup, a plate per cooking or ready pot not yet covered by a held plate, the missing onions
+    not yet carried); when both cooks are empty handed they split the tasks by shortest total walk, and a single
+    task goes to the closer cook. A cook with nothing to do steps to a cell next to no pot, pile or serving counter.
+    Agent 1 walks round agent 0 and predicts agent 0's move (it sees the same kitchen): it waits when both would
+    step onto the same cell and steps aside when agent 0 walks into it; agent 0 goes round agent 1 only when that
+    costs at most ``OC_DETOUR`` extra steps (in a ring corridor, both going round would loop forever).
+    """
+
+    name = "scripted"
+
+    def __init__(self, height: int, width: int):
+        from rllib_mil.envs.overcooked import N_CHANNELS
+
+        self.grid_shape = (height, width, N_CHANNELS)
+
+    def act(self, team_obs, rng):
+        obs = np.asarray(team_obs[OBS])
+        return np.array([self._agent_action(i, obs[i].reshape(self.grid_shape)) for i in range(obs.shape[0])],
+                        dtype=np.int64)
+
+    def _agent_action(self, i: int, grid: np.ndarray) -> int:
+        from rllib_mil.envs.overcooked import STAY
+
+        kitchen = _Kitchen(grid, i)
+        action = self._plan(kitchen, i)
+        if i == 0:
+            return action
+        first, me = kitchen.pos
+        first_next, my_next = self._next_cell(kitchen, 0, self._plan(kitchen, 0)), self._next_cell(kitchen, 1, action)
+        if my_next == first_next and my_next != me:
+            return STAY  # neither would move
+        if first_next == me and my_next in (me, first):
+            for a, nb in kitchen.neighbours(me):  # step aside, off agent 0's way
+                if kitchen.floor[nb] and nb != first:
+                    return a
+            return STAY
+        return action
+
+    @staticmethod
+    def _next_cell(kitchen: _Kitchen, k: int, action: int):
+        if action >= len(OC_MOVES):
+            return kitchen.pos[k]
+        y, x = kitchen.pos[k]
+        cell = (y + OC_MOVES[action][0], x + OC_MOVES[action][1])
+        return cell if kitchen.inside(cell) and kitchen.floor[cell] else kitchen.pos[k]
+
+    def _plan(self, kitchen: _Kitchen, k: int) -> int:
+        held = kitchen.inv[k]
+        if held is not None:
+            use = kitchen.uses[held]
+            return self._use(kitchen, k, use if kitchen.reaches(k, use) else kitchen.hand_over(k))
+        task = self._task(kitchen, k)
+        if task is not None:
+            return self._use(kitchen, k, kitchen.sources(k, task))
+        return self._idle(kitchen, k)
+
+    def _task(self, kitchen: _Kitchen, k: int):
+        """The item agent k (empty handed) should fetch, or None."""
+        tasks = [t for t in ("dish", "plate", "onion") for _ in range(max(kitchen.needed[t], 0))]
+        if not tasks or kitchen.inv[1 - k] is not None:
+            return tasks[0] if tasks else None
+        walk = {t: [self._walk(kitchen, a, kitchen.sources(a, t)) for a in (0, 1)] for t in set(tasks)}
+        if len(tasks) == 1:
+            t = tasks[0]
+            return t if (walk[t][k], k) < (walk[t][1 - k], 1 - k) else None
+        pairs = {(tasks[a], tasks[b]) for a in range(len(tasks)) for b in range(len(tasks)) if a != b}
+        best = min(pairs, key=lambda p: (walk[p[0]][0] + walk[p[1]][1], p))
+        return best[k]
+
+    @staticmethod
+    def _walk(kitchen: _Kitchen, k: int, targets: np.ndarray) -> float:
+        return float(kitchen.distances(kitchen.next_to(targets))[kitchen.pos[k]])
+
+    def _use(self, kitchen: _Kitchen, k: int, targets: np.ndarray) -> int:
+        """Interact with one of ``targets``: face it when next to it, else walk towards the nearest."""
+        from rllib_mil.envs.overcooked import INTERACT
+
+        face = kitchen.facing[k]
+        if kitchen.inside(face) and targets[face]:
+            return INTERACT
+        for a, nb in kitchen.neighbours(kitchen.pos[k]):
+            if targets[nb]:
+                return a  # the target is not floor: moving towards it only turns the cook
+        return self._walk_to(kitchen, k, kitchen.next_to(targets))
+
+    def _idle(self, kitchen: _Kitchen, k: int) -> int:
+        from rllib_mil.envs.overcooked import STAY
+
+        spots = kitchen.floor & ~kitchen.next_to(kitchen.busy)
+        return STAY if spots[kitchen.pos[k]] else self._walk_to(kitchen, k, spots)
+
+    @staticmethod
+    def _walk_to(kitchen: _Kitchen, k: int, goals: np.ndarray) -> int:
+        """First move of a shortest walk to ``goals``, around the partner or through it (see the class docstring)."""
+        from rllib_mil.envs.overcooked import STAY
+
+        me = kitchen.pos[k]
+        dist, through = kitchen.distances(goals, blocked=kitchen.pos[1 - k]), kitchen.distances(goals)
+        # Agent 1 goes round agent 0 whenever it can; agent 0 only takes a short detour, else agent 1 makes way.
+        if dist[me] > through[me] + (np.inf if k == 1 else OC_DETOUR):
+            dist = through
+        best, action = dist[me], STAY
+        for a, nb in kitchen.neighbours(me):
+            if kitchen.floor[nb] and dist[nb] < best:
+                best, action = dist[nb], a
+        return action
+
+
 def _scripted(env) -> Expert:
     if env.env_id == "mpe/simple_spread":
         return SpreadExpert(env.n_agents)
@@ -285,9 +522,12 @@ def _scripted(env) -> Expert:
                 f"observation_type={env.env_config.get('observation_type')!r}. Collect with a checkpoint expert instead."
             )
         return SMAXFocusFireExpert(env.n_agents, env.n_enemies)
+    if env.env_id.startswith("overcooked/"):
+        return OvercookedExpert(env.height, env.width)
     raise ValueError(
         f"No scripted expert for {env.env_id!r}; scripted experts exist for "
-        f"{sorted(SCRIPTED_ENVS)} and every smax/... map. Use expert='random' or pass an Expert instance."
+        f"{sorted(SCRIPTED_ENVS)}, every smax/... map and every overcooked/... layout. Use expert='random' or "
+        "pass an Expert instance."
     )
 
 

@@ -10,6 +10,7 @@ from typing import Callable
 
 from rllib_mil.envs.base import TeamEnv
 from rllib_mil.envs.mpe import MPE_TASKS, MPETeamEnv
+from rllib_mil.envs.overcooked import OVERCOOKED_ENV_IDS, OvercookedTeamEnv
 from rllib_mil.envs.smacv2 import SMACV2_ENV_IDS, SMACv2TeamEnv
 from rllib_mil.envs.smax import SMAX_ENV_IDS, SMAXTeamEnv
 
@@ -111,6 +112,9 @@ for _env_id in MPE_TASKS:
 for _env_id in SMAX_ENV_IDS:
     register_team_env(_env_id, team_env_creator(SMAXTeamEnv, _env_id))
     register_team_vector_env(_env_id, functools.partial(make_smax_vector_env, _env_id))
+# Overcooked ids likewise (JaxMARL, installed by the `smax` extra).
+for _env_id in OVERCOOKED_ENV_IDS:
+    register_team_env(_env_id, team_env_creator(OvercookedTeamEnv, _env_id))
 # SMACv2 ids: their creator fails at once without StarCraft II, naming SC2PATH and the SMAX stand-in.
 for _env_id in SMACV2_ENV_IDS:
     register_team_env(_env_id, team_env_creator(SMACv2TeamEnv, _env_id))

@@ -51,6 +51,18 @@ def soft_value(q: torch.Tensor, mask: Optional[torch.Tensor], alpha: Alpha = 1.0
     return alpha * torch.logsumexp(masked_q(q / alpha, mask), dim=-1)
 
 
+def with_policy_prior(q: torch.Tensor, prior_logits: torch.Tensor, mask: Optional[torch.Tensor],
+                      scale: float) -> torch.Tensor:
+    """Scores of the KL-regularised soft-Q policy π_i ∝ π0_i(a|o)^β·exp(Q_i(o, a)/α): ``Q + scale·log π0`` with
+    ``scale`` = α·β and π0 = softmax of the prior logits over available actions, no gradient into the prior
+    (``(..., A)`` each). Its soft value α·logsumexp(scores/α) = α·log Σ_a π0^β exp(Q/α) is V_i of the
+    KL-regularised soft Bellman equation, and softmax(scores/α) is the policy (MIFQConfig.policy_prior)."""
+    _check_mask(q, mask)
+    logp0 = torch.log_softmax(masked_q(prior_logits.detach(), mask), dim=-1)  # (..., A)
+    # Unavailable actions keep q (masked later by every consumer); only their logp0 would be the fill value.
+    return q + scale * torch.where(mask > 0, logp0, torch.zeros_like(logp0)) if mask is not None else q + scale * logp0
+
+
 def boltzmann_sample(
     q: torch.Tensor,
     mask: Optional[torch.Tensor],

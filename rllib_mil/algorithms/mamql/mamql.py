@@ -36,6 +36,8 @@ class MAMQLConfig(MIFQConfig):
         self.agent_input = "state"
         # No mixer: each agent minimises its own inverse soft-Q loss (general-sum).
         self.mixer = "none"
+        # The paper's Boltzmann policies softmax(Q_i/alpha): no behaviour-cloning prior (MIFQConfig.policy_prior).
+        self.policy_prior = None
         # Rationality lambda of the Boltzmann policies is 1 / alpha (the paper's code: lambda = 1, alpha = 1;
         # alpha = 0.1 is MIFQ's measured default, see the MIFQ README "Deviations" 4).
         # Reward networks R_i(s, a) (state + one-hot joint action + agent id): MLP sizes and loss weight.

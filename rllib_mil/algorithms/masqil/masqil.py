@@ -33,6 +33,8 @@ class MASQILConfig(MIFQConfig):
         # SQIL's balanced batches: as many expert rows as replay rows per update.
         self.expert_batch_size = 64
         self.train_batch_size_per_learner = 64
+        # SQIL's policy is softmax(Q/alpha): no behaviour-cloning prior (MIFQConfig.policy_prior).
+        self.policy_prior = None
 
     @override(MIFQConfig)
     def validate(self) -> None:

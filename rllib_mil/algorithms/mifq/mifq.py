@@ -33,6 +33,8 @@ VALUE_ROWS = ("all", "expert", "replay")
 # Choices of MIFQConfig.chi2_replay ("state": the action-free anchor). `x in CHI2_REPLAY` with x = 1 is True too,
 # but YAML gives bools, and preflight type-checks against the default's type.
 CHI2_REPLAY = (True, False, "state")
+# Policy prior of the soft-Q policy (MIFQConfig.policy_prior).
+POLICY_PRIORS = (None, "bc")
 
 
 class MIFQConfig(ImitationConfig):
@@ -110,6 +112,15 @@ class MIFQConfig(ImitationConfig):
         self.bc_coef = 0.0
         # Temperature tau of that term's softmax(Q_i/tau); None = alpha.
         self.bc_temperature = None
+        # Policy prior: None = the soft-Q policy softmax(Q_i/alpha) (the paper's); "bc" = a KL-regularised soft-Q
+        # policy pi_i ∝ pi0_i(a|o)^prior_weight * exp(Q_i(o, a)/alpha) whose prior pi0 is behaviour cloning on the
+        # expert rows (a second head of the shared agent net, trained by cross-entropy in the same update). V_i
+        # becomes alpha*log sum_a pi0^beta exp(Q_i/alpha) and r_i = Q_i - gamma V_i(o') as before. Where the replay
+        # rows flatten Q (on the learner's own states the chi^2 fixed point gives every taken action the same
+        # penalty), the policy falls back to the prior instead of to uniform (README "Online MIFQ", fifth round).
+        # Not in the paper (None = the paper's policy).
+        self.policy_prior = "bc"
+        self.prior_weight = 1.0
         # Weight of IQ-Learn's gradient penalty on observations interpolated between expert and replay rows,
         # E[(|grad_o sum_a Q_i(o, a)| - 1)^2] (0 = off; online only).
         self.grad_penalty = 0.0
@@ -171,6 +182,8 @@ class MIFQConfig(ImitationConfig):
         mixer_lr: Optional[float] = NotProvided,
         replay_is_weights: Optional[bool] = NotProvided,
         replay_is_clip: Optional[float] = NotProvided,
+        policy_prior: Optional[str] = NotProvided,
+        prior_weight: Optional[float] = NotProvided,
         num_steps_sampled_before_learning_starts: Optional[int] = NotProvided,
         replay_buffer_config: Optional[dict] = NotProvided,
         **kwargs,
@@ -202,6 +215,8 @@ class MIFQConfig(ImitationConfig):
             mixer_lr=mixer_lr,
             replay_is_weights=replay_is_weights,
             replay_is_clip=replay_is_clip,
+            policy_prior=policy_prior,
+            prior_weight=prior_weight,
             num_steps_sampled_before_learning_starts=num_steps_sampled_before_learning_starts,
         )
         self.update_replay_buffer_config(replay_buffer_config)
@@ -261,6 +276,12 @@ class MIFQConfig(ImitationConfig):
             self._value_error(f"`replay_is_clip` must be a number > 0, got {self.replay_is_clip!r}.")
         if self.mixer_lr is not None and self.mixer == "none":
             self._value_error("`mixer_lr` is set but `mixer='none'` has no mixer parameters; unset mixer_lr.")
+        if self.policy_prior not in POLICY_PRIORS:
+            self._value_error(f"`policy_prior` must be one of {POLICY_PRIORS} (None = softmax(Q/alpha), 'bc' = "
+                              f"a behaviour-cloning prior), got {self.policy_prior!r}.")
+        if not (isinstance(self.prior_weight, (int, float)) and self.prior_weight > 0):
+            self._value_error(f"`prior_weight` (exponent beta of the policy prior) must be a number > 0, got "
+                              f"{self.prior_weight!r}.")
         if not self.alpha > 0:
             self._value_error(f"`alpha` (soft-value temperature) must be > 0, got {self.alpha}.")
         self.validate_episode_replay()
@@ -286,6 +307,7 @@ class MIFQConfig(ImitationConfig):
             "mixer_min_weight": self.mixer_min_weight,
             "mixer_shared": self.mixer_shared,
             "rollout_alpha": self.alpha if self.rollout_alpha is None else self.rollout_alpha,
+            "prior_scale": self.alpha * self.prior_weight if self.policy_prior == "bc" else 0.0,
         }
 
     @override(AlgorithmConfig)

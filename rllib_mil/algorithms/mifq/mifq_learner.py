@@ -26,7 +26,7 @@ from rllib_mil.data import schema
 from rllib_mil.algorithms.imitation import EXPERT_ONLY, ExpertDataLearner
 from rllib_mil.data.sequences import SEQ_ACTIONS, SEQ_KEYS, SEQ_MASK, SEQ_OBS, SEQ_STATE, SEQ_TERMINATED, SEQ_VALID
 from rllib_mil.envs.contract import ACTION_MASK, OBS, STATE
-from rllib_mil.modules.soft import action_logp, soft_value
+from rllib_mil.modules.soft import action_logp, soft_value, with_policy_prior
 from rllib_mil.modules.team_module import BEHAVIOUR_LOGP
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ REPLAY_ROWS = "replay_rows"
 REPLAY_ROWS_SAMPLED = "replay_rows_sampled"
 # Mean (clipped, joint) importance weight of the replay rows' χ² (replay_is_weights).
 REPLAY_IS_WEIGHT = "replay_is_weight_mean"
+# Behaviour-cloning loss of the policy prior's head on expert rows (policy_prior="bc").
+PRIOR_NLL = "prior_nll"
 # Name of the mixers' optimizer when `mixer_lr` is set.
 MIXER_OPTIMIZER = "mixer"
 
@@ -81,16 +83,20 @@ class MIFQTorchLearner(ExpertDataLearner, DQNLearner, TorchLearner):
         module = self.module[module_id].unwrapped()
         rows = self.loss_rows(module, config, batch,
                               online_next=config.value_next == "online" and config.use_target_network)
-        q, mask, n_e, n_r = rows.q, rows.mask, rows.n_e, rows.n_r
+        mask, n_e, n_r = rows.mask, rows.n_e, rows.n_r
         actions, done, state, state_next = rows.actions, rows.done, rows.state, rows.state_next
+        # Q (B, n, A) and the policy's scores: Q itself, or Q + α·β·log π0 with a BC prior (policy_prior="bc").
+        q, scores, prior_logits = self.policy_scores(module, rows.q, mask)
         q_taken = q.gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # (B, n, 1) -> (B, n)
-        v_cur = soft_value(q, mask, config.alpha)  # (B, n)
+        v_cur = soft_value(scores, mask, config.alpha)  # (B, n)
         # V(S') of the recovered reward r = Q(S, A) - gamma V(S'): target net (no gradient) or online net.
-        v_next = soft_value(rows.q_next, rows.mask_next, config.alpha)  # (B, n)
+        v_next = soft_value(self.policy_scores(module, rows.q_next, rows.mask_next)[1], rows.mask_next,
+                            config.alpha)  # (B, n)
         # V(S') of the value term: the online net lets a trajectory's rows telescope (MIFQConfig.value_next).
         v_next_val = v_next
         if rows.q_next_online is not None:
-            v_next_val = soft_value(rows.q_next_online, rows.mask_next, config.alpha)  # (B, n)
+            v_next_val = soft_value(self.policy_scores(module, rows.q_next_online, rows.mask_next)[1],
+                                    rows.mask_next, config.alpha)  # (B, n)
 
         v_rows = value_row_slice(config.value_rows, n_e, n_r)
         rep = slice(n_e, n_e + n_r) if (config.chi2_replay and n_r) else None
@@ -99,7 +105,7 @@ class MIFQTorchLearner(ExpertDataLearner, DQNLearner, TorchLearner):
         if config.replay_is_weights and rep is not None:
             # π_i(a_i|o_i) / μ_i(a_i|o_i): the current softmax(Q_i/α) over the env runners' behaviour, no gradient.
             with torch.no_grad():
-                logp_pi = action_logp(q[rep], mask[rep], config.alpha, actions[rep])  # (Br, n)
+                logp_pi = action_logp(scores[rep], mask[rep], config.alpha, actions[rep])  # (Br, n)
                 replay_weight = (logp_pi - batch[BEHAVIOUR_LOGP].to(logp_pi.dtype)).exp()  # (Br, n)
         loss, terms = mifq_loss(
             q_taken_e=q_taken[:n_e],
@@ -136,6 +142,11 @@ class MIFQTorchLearner(ExpertDataLearner, DQNLearner, TorchLearner):
             gp = q_gradient_penalty(module.q_values, rows.obs[:k], rows.obs[n_e : n_e + k], self._expert_gen)
             loss = loss + config.grad_penalty * gp
             terms = {**terms, GRAD_PENALTY: gp.detach(), "loss": loss.detach()}
+        if prior_logits is not None:
+            # The prior π0 = softmax(logits) is behaviour cloning on the expert rows (temperature 1).
+            prior_nll = bc_term(prior_logits[:n_e], actions[:n_e], mask[:n_e], 1.0)
+            loss = loss + prior_nll
+            terms = {**terms, PRIOR_NLL: prior_nll.detach(), "loss": loss.detach()}
         extra_loss, extra_terms = self.extra_loss(module, config, batch, rows, q_taken, v_next)
         if extra_loss is not None:
             loss = loss + extra_loss
@@ -156,6 +167,16 @@ class MIFQTorchLearner(ExpertDataLearner, DQNLearner, TorchLearner):
             }
         self.metrics.log_dict(metrics, key=module_id, window=1)
         return loss
+
+    @staticmethod
+    def policy_scores(module, out: torch.Tensor, mask: torch.Tensor):
+        """``q_net`` outputs ``(B, n, agent_out_dim)`` -> ``(Q, scores, prior logits or None)``, each
+        ``(B, n, A)``: without a prior the scores are Q; with one, Q + α·β·log π0 (no gradient into π0), whose
+        soft value and softmax are V_i and π_i of the KL-regularised soft Bellman equation."""
+        q, logits = module.split_prior(out)
+        if logits is None:
+            return q, q, None
+        return q, with_policy_prior(q, logits, mask, module.prior_scale), logits
 
     def extra_loss(self, module, config, batch, rows: "LossRows", q_taken: torch.Tensor, v_next: torch.Tensor):
         """Hook for subclasses: ``(loss to add, logged terms)`` from the update's train ``batch``, its rows,

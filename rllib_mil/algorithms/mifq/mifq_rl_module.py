@@ -6,7 +6,9 @@ Decentralized by construction: agent i's Q values depend only on its own local o
 ``state``, and they live on the learner alone (``InferenceOnlyAPI``): env runners carry just the Q network.
 """
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
+
+import torch
 
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.utils import make_target_network
@@ -16,6 +18,7 @@ from ray.rllib.utils.annotations import override
 
 from rllib_mil.envs.contract import OBS
 from rllib_mil.modules.mixers import make_mixer
+from rllib_mil.modules.soft import with_policy_prior
 from rllib_mil.modules.team_module import TeamAgentModule
 
 # forward_target output key.
@@ -27,8 +30,32 @@ class MIFQTorchRLModule(TeamAgentModule, TargetNetworkAPI, InferenceOnlyAPI):
     (hidden, add_agent_id, use_gru, gru_hidden, rollout_alpha: the Boltzmann temperature of rollouts; the
     learner's soft values use ``MIFQConfig.alpha``), and mixer ("mifq" | "vdn" | "none"), mixer_embed_dim (int),
     hypernet_hidden (int), mixer_normalize (bool), mixer_bias (bool), mixer_min_weight (float), mixer_shared
-    (bool). Defaults live in ``MIFQConfig`` only.
+    (bool), prior_scale (float: α·β of ``policy_prior="bc"``, 0 = no prior). Defaults live in ``MIFQConfig`` only.
+
+    With a prior the shared network has two heads per agent row, ``[Q_i(o, ·) | prior logits (o, ·)]``, and acting
+    maximises / samples ``Q + prior_scale·log π0`` (``split_prior``, ``action_scores``).
     """
+
+    @property
+    def prior_scale(self) -> float:
+        return float(self.model_config.get("prior_scale", 0.0) or 0.0)
+
+    @override(TeamAgentModule)
+    def agent_out_dim(self) -> int:
+        return self.n_actions * (2 if self.prior_scale else 1)
+
+    def split_prior(self, out: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """``q_net`` outputs ``(..., agent_out_dim)`` -> ``(Q (..., A), prior logits (..., A) or None)``."""
+        if not self.prior_scale:
+            return out, None
+        return out[..., : self.n_actions], out[..., self.n_actions :]
+
+    @override(TeamAgentModule)
+    def action_scores(self, out: torch.Tensor) -> torch.Tensor:
+        q, logits = self.split_prior(out)
+        # The log-softmax over all actions differs from the one over available actions by a per-row constant,
+        # which neither the argmax nor softmax over available actions sees.
+        return q if logits is None else with_policy_prior(q, logits, None, self.prior_scale)
 
     @override(RLModule)
     def setup(self):
