@@ -50,7 +50,8 @@ import warnings
 
 import numpy as np
 
-from rllib_mil.envs.base import TeamEnv, TeamStep
+from rllib_mil.envs.base import TeamStep
+from rllib_mil.envs.jax_env import JaxTeamEnv
 from rllib_mil.envs.mpe import _int_at_least, resolve_config
 from rllib_mil.envs.smax import _bool, _non_negative
 
@@ -124,7 +125,7 @@ def _compiled(layout: str, max_steps: int, random_reset: bool):
     return env, jax.jit(reset), jax.jit(step)
 
 
-class OvercookedTeamEnv(TeamEnv):
+class OvercookedTeamEnv(JaxTeamEnv):
     """One Overcooked layout, both cooks seen as one team with per-agent (general-sum) rewards."""
 
     def __init__(self, env_id: str, env_config: dict | None = None) -> None:
@@ -132,7 +133,7 @@ class OvercookedTeamEnv(TeamEnv):
         if layout not in OVERCOOKED_LAYOUTS:
             raise ValueError(f"Unknown Overcooked layout in {env_id!r}; known ids: {list(OVERCOOKED_ENV_IDS)}")
         config = resolve_config(env_id, env_config, OVERCOOKED_CONFIG)
-        self._env, self._reset_fn, self._step_fn = _compiled(layout, config["max_steps"], config["random_reset"])
+        self._env, reset_fn, step_fn = _compiled(layout, config["max_steps"], config["random_reset"])
         self.layout, self.height, self.width = layout, int(self._env.height), int(self._env.width)
         self.max_steps, self.shaped_reward_coef = config["max_steps"], config["shaped_reward_coef"]
         obs_dim = self.height * self.width * N_CHANNELS
@@ -144,25 +145,16 @@ class OvercookedTeamEnv(TeamEnv):
             state_dim=obs_dim + 1,
             n_actions=N_ACTIONS,
         )
-        self._key = None
-        self._state = None
+        self._set_game(reset_fn, step_fn)
         self._soups = 0
 
     def _reset_team(self, rng: np.random.Generator, options):
-        import jax
-
-        # All randomness flows from the gymnasium generator (reset(seed=s) is reproducible).
-        self._key, reset_key = jax.random.split(jax.random.PRNGKey(int(rng.integers(2**31 - 1))))
-        self._state, obs, state = self._reset_fn(reset_key)
+        obs, state = self._game_reset(rng)
         self._soups = 0
-        return np.asarray(obs), np.asarray(state), self.static_mask, {}
+        return obs, state, self.static_mask, {}
 
     def _step_team(self, actions: np.ndarray) -> TeamStep:
-        import jax
-
-        out = self._step_fn(self._key, self._state, actions.astype(np.int32))
-        self._key, self._state = out[0], out[1]
-        obs, state, reward, shaped, truncated = jax.device_get(out[2:])
+        obs, state, reward, shaped, truncated = self._game_step(actions)
         self._soups += int(round(float(reward) / DELIVERY_REWARD))
         return TeamStep(
             obs=obs,
@@ -174,6 +166,3 @@ class OvercookedTeamEnv(TeamEnv):
             info={INFO_SOUPS_DELIVERED: self._soups},
         )
 
-    def close(self) -> None:
-        self._state = None
-        super().close()

@@ -57,7 +57,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from rllib_mil.envs.base import TeamEnv, TeamStep
+from rllib_mil.envs.base import TeamStep
+from rllib_mil.envs.jax_env import JaxTeamEnv
 from rllib_mil.envs.contract import INFO_BATTLE_WON
 from rllib_mil.envs.mpe import _int_at_least, resolve_config
 
@@ -211,7 +212,7 @@ def _compiled(map_name: str, frozen_config: tuple):
     return env, jax.jit(reset), jax.jit(step)
 
 
-class SMAXTeamEnv(TeamEnv):
+class SMAXTeamEnv(JaxTeamEnv):
     """One SMAX map (allies against JaxMARL's heuristic enemies) seen as one team."""
 
     def __init__(self, env_id: str, env_config: dict | None = None) -> None:
@@ -219,7 +220,7 @@ class SMAXTeamEnv(TeamEnv):
         if map_name not in SMAX_MAPS:
             raise ValueError(f"Unknown SMAX map in {env_id!r}; known ids: {list(SMAX_ENV_IDS)}")
         config = resolve_config(env_id, env_config, SMAX_CONFIG)
-        self._env, self._reset_fn, self._step_fn = _compiled(map_name, _freeze(config))
+        self._env, reset_fn, step_fn = _compiled(map_name, _freeze(config))
         allies, enemies = self._env.num_allies, self._env.num_enemies
         self.map_name, self.n_enemies, self.max_steps = map_name, enemies, config["max_steps"]
         super().__init__(
@@ -230,23 +231,14 @@ class SMAXTeamEnv(TeamEnv):
             state_dim=(allies + enemies) * OWN_FEATURES + 1,
             n_actions=FIRST_ATTACK_ACTION + enemies,
         )
-        self._key = None
-        self._state = None
+        self._set_game(reset_fn, step_fn)
 
     def _reset_team(self, rng: np.random.Generator, options):
-        import jax
-
-        # All randomness flows from the gymnasium generator (reset(seed=s) is reproducible).
-        self._key, reset_key = jax.random.split(jax.random.PRNGKey(int(rng.integers(2**31 - 1))))
-        self._state, obs, state, mask, _ = self._reset_fn(reset_key)
-        return np.asarray(obs), np.asarray(state), np.asarray(mask), {}
+        obs, state, mask, _ = self._game_reset(rng)
+        return obs, state, mask, {}
 
     def _step_team(self, actions: np.ndarray) -> TeamStep:
-        import jax
-
-        out = self._step_fn(self._key, self._state, actions.astype(np.int32))
-        self._key, self._state = out[0], out[1]
-        obs, state, mask, reward, terminated, truncated, won, dead = jax.device_get(out[2:])
+        obs, state, mask, reward, terminated, truncated, won, dead = self._game_step(actions)
         return TeamStep(
             obs=obs,
             state=state,
@@ -261,6 +253,3 @@ class SMAXTeamEnv(TeamEnv):
             },
         )
 
-    def close(self) -> None:
-        self._state = None
-        super().close()

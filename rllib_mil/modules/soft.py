@@ -59,8 +59,10 @@ def with_policy_prior(q: torch.Tensor, prior_logits: torch.Tensor, mask: Optiona
     KL-regularised soft Bellman equation, and softmax(scores/α) is the policy (MIFQConfig.policy_prior)."""
     _check_mask(q, mask)
     logp0 = torch.log_softmax(masked_q(prior_logits.detach(), mask), dim=-1)  # (..., A)
-    # Unavailable actions keep q (masked later by every consumer); only their logp0 would be the fill value.
-    return q + scale * torch.where(mask > 0, logp0, torch.zeros_like(logp0)) if mask is not None else q + scale * logp0
+    if mask is not None:
+        # Unavailable actions keep q (masked later by every consumer); only their logp0 would be the fill value.
+        logp0 = torch.where(mask > 0, logp0, torch.zeros_like(logp0))
+    return q + scale * logp0
 
 
 def boltzmann_sample(

@@ -139,7 +139,9 @@ class MIFQTorchLearner(ExpertDataLearner, DQNLearner, TorchLearner):
             terms = {**terms, BC_TERM: bc.detach(), "loss": loss.detach()}
         if config.grad_penalty and n_r:
             k = min(n_e, n_r)
-            gp = q_gradient_penalty(module.q_values, rows.obs[:k], rows.obs[n_e : n_e + k], self._expert_gen)
+            # The penalty is on Σ_a Q_i: the prior's logits (policy_prior) are not part of it.
+            gp = q_gradient_penalty(lambda o: module.split_prior(module.q_values(o))[0], rows.obs[:k],
+                                    rows.obs[n_e : n_e + k], self._expert_gen)
             loss = loss + config.grad_penalty * gp
             terms = {**terms, GRAD_PENALTY: gp.detach(), "loss": loss.detach()}
         if prior_logits is not None:
