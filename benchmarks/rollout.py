@@ -11,6 +11,7 @@ For each env id:
 
     python benchmarks/rollout.py                                   # SMAX smacv2_5_units and MPE spread, 8 and 32 envs
     python benchmarks/rollout.py --envs smax/3m --num-envs 64 --steps 20000 --out benchmarks/results/rollout.jsonl
+    python benchmarks/rollout.py --runners 1 2 --steps 16000        # 1 -> 2 remote env runners, as a ratio
 """
 import argparse
 import json
@@ -71,15 +72,63 @@ def bare_steps_per_s(env_id, env_config, num_envs, module, steps):
     return rate
 
 
+def runners_steps_per_s(env_id, env_config, num_envs, mode, steps, n_runners):
+    """Env steps/s of ``n_runners`` remote env runners (Ray actors, one CPU each, as RLlib's EnvRunnerGroup places
+    them) sampling ``steps`` env steps between them in parallel."""
+    import ray
+    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+
+    config = module_for(env_id, env_config, num_envs, mode)
+    actors = [ray.remote(num_cpus=1)(SingleAgentEnvRunner).remote(config=config) for _ in range(n_runners)]
+    per_runner = steps // n_runners
+    ray.get([a.sample.remote(num_timesteps=max(per_runner // 10, 4 * num_envs)) for a in actors])  # warm-up
+    t = time.perf_counter()
+    ray.get([a.sample.remote(num_timesteps=per_runner) for a in actors])
+    rate = per_runner * n_runners / (time.perf_counter() - t)
+    for a in actors:
+        ray.kill(a)
+    return rate
+
+
+def runners_main(args):
+    """--runners: 1 -> N env runners, alternating settings ``--repeats`` times; medians and their ratio."""
+    import ray
+
+    ray.init(num_cpus=max(args.runners), include_dashboard=False, log_to_driver=False)
+    for env_id in args.envs:
+        cfg = {"max_steps": 100} if env_id.startswith("smax/") else {}
+        for n in args.num_envs:
+            rates = {k: [] for k in args.runners}
+            for _ in range(args.repeats):
+                for k in args.runners:
+                    rates[k].append(runners_steps_per_s(env_id, cfg, n, "vector_entry_point", args.steps, k))
+            med = {k: sorted(v)[len(v) // 2] for k, v in rates.items()}
+            base = med[args.runners[0]]
+            row = {"env": env_id, "num_envs": n, "steps": args.steps, "mode": "runners",
+                   **{f"runners_{k}": round(v) for k, v in med.items()},
+                   **{f"speedup_{k}": round(v / base, 2) for k, v in med.items() if k != args.runners[0]},
+                   "repeats": args.repeats, "date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count()}
+            print(json.dumps(row), flush=True)
+            if args.out:
+                with open(args.out, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--envs", nargs="+", default=["smax/smacv2_5_units", "mpe/simple_spread"])
     p.add_argument("--num-envs", type=int, nargs="+", default=[8, 32])
     p.add_argument("--steps", type=int, default=8000, help="env steps per measurement")
+    p.add_argument("--runners", type=int, nargs="+", default=None,
+                   help="instead: env steps/s of this many remote env runners (e.g. 1 2), batched backend")
+    p.add_argument("--repeats", type=int, default=3, help="alternating measurements per setting with --runners")
     p.add_argument("--out", default=None, help="append one JSON line per (env, num_envs) here")
     args = p.parse_args(argv)
     torch.set_num_threads(1)  # one core per env runner, as RLlib's runners get
     import rllib_mil  # noqa: F401
+
+    if args.runners:
+        return runners_main(args)
 
     for env_id in args.envs:
         cfg = {"max_steps": 100} if env_id.startswith("smax/") else {}

@@ -426,28 +426,23 @@ def test_bad_iq_options_fail_validation(settings, match):
 
 def test_replay_rows_carry_the_behaviour_logp_for_importance_weights(build):
     """replay_is_weights: the env runners store log μ_i(a_i|o_i) of each sampled action; before any update μ is
-    the learner's own softmax(Q_i/α), and the weighted χ² runs and logs its mean weight."""
+    the learner's own softmax(Q_i/α), each replay row carries its own step's value (RLlib's one-step episode draws
+    copy the first step's), and the weighted χ² runs and logs its mean weight."""
     import torch
-    from rllib_mil.envs.contract import ACTION_MASK, OBS
     from rllib_mil.modules.soft import action_logp
-    from rllib_mil.algorithms.mifq.mifq import attach_behaviour_logp
     from rllib_mil.modules.team_module import BEHAVIOUR_LOGP
 
     algo = build(make_config("MIFQ", replay_is_weights=True, num_steps_sampled_before_learning_starts=10_000))
     algo.train()
-    episodes = algo.local_replay_buffer.sample(num_items=16, n_step=1, gamma=0.9, sample_episodes=True)
-    attach_behaviour_logp(episodes, algo.local_replay_buffer)
-    assert len({ep.t_started for ep in episodes}) > 1  # steps from inside the episodes, not only their first
+    rows = algo.local_replay_buffer.sample_transitions(32)
+    obs = rows[Columns.OBS]
     module = learner_module(algo)
-    for ep in episodes:
-        obs = ep.get_observations(0)
-        # The policy's scores: Q plus the scaled log-prior (policy_prior="bc", the default).
-        q = module.action_scores(module.q_values(module.agent_inputs(torch.as_tensor(obs[OBS])[None],
-                                                                     torch.as_tensor(obs[STATE])[None])))[0].detach()
-        want = action_logp(q, torch.as_tensor(obs[ACTION_MASK]), algo.config.alpha,
-                           torch.as_tensor(ep.get_actions(0)))
-        np.testing.assert_allclose(np.asarray(ep.get_extra_model_outputs(BEHAVIOUR_LOGP, 0)), want.numpy(),
-                                   rtol=1e-4, atol=1e-5)
+    # The policy's scores: Q plus the scaled log-prior (policy_prior="bc", the default).
+    q = module.action_scores(module.q_values(module.agent_inputs(torch.as_tensor(obs[OBS]),
+                                                                 torch.as_tensor(obs[STATE])))).detach()
+    want = action_logp(q, torch.as_tensor(obs[ACTION_MASK]), algo.config.alpha, torch.as_tensor(rows[Columns.ACTIONS]))
+    np.testing.assert_allclose(rows[BEHAVIOUR_LOGP], want.numpy(), rtol=1e-4, atol=1e-5)
+    assert len(np.unique(rows[BEHAVIOUR_LOGP][:, 0])) > 1
     algo.config._is_frozen = False
     algo.config.num_steps_sampled_before_learning_starts = 0
     result = algo.train()

@@ -52,8 +52,9 @@ def test_pearson_helpers_agree():
 
 
 def test_boltzmann_policy_over_marginalized_critics_respects_masks(build):
-    """π_i(a_i|s) ∝ exp(Q̄_i(s, a_i)/α) over available actions: the critics read the state (not the own obs), an
-    unavailable action is never drawn, and the draws follow the normalised Boltzmann probabilities."""
+    """π_i(a_i|s) ∝ exp(scores_i(s, a_i)/α) over available actions, scores = Q̄_i + α·β·log π0_i under the default
+    BC prior (Q̄_i alone with policy_prior=None): the critics read the state (not the own obs), an unavailable action
+    is never drawn, and the draws follow the normalised Boltzmann probabilities."""
     algo = build(small_config(alpha=1.0))
     module = algo.env_runner.module
     env = make_team_env(REFERENCE)
@@ -64,11 +65,12 @@ def test_boltzmann_policy_over_marginalized_critics_respects_masks(build):
     batch[ACTION_MASK] = mask
     assert module.input_dim == env.state_dim
     with torch.no_grad():
-        q = module.q_values(module.agent_inputs(batch[OBS], batch[STATE]))[0]  # (n, A)
+        q = module.q_values(module.agent_inputs(batch[OBS], batch[STATE]))[0]  # (n, A) or (n, 2A) with the prior
+        scores = module.action_scores(q[None])[0]  # (n, A)
         torch.manual_seed(0)
         actions = module.forward_exploration({Columns.OBS: batch}, t=0)[Columns.ACTIONS]  # (4000, n)
     assert (actions % 2 == 0).all()
-    probs = torch.softmax(q.masked_fill(mask[0] <= 0, -1e9) / 1.0, dim=-1)  # (n, A)
+    probs = torch.softmax(scores.masked_fill(mask[0] <= 0, -1e9) / 1.0, dim=-1)  # (n, A)
     assert torch.allclose(probs.sum(-1), torch.ones(probs.shape[0]))
     for i in range(actions.shape[1]):
         freq = torch.bincount(actions[:, i], minlength=probs.shape[1]).double() / len(actions)

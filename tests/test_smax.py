@@ -1,5 +1,5 @@
 """SMAX team envs (JaxMARL): battle outcomes, time limit, death masking, sight range, config, scripted expert."""
-import builtins
+import sys
 
 import numpy as np
 import pytest
@@ -89,18 +89,15 @@ def test_config_validation_and_unknown_map():
 
 
 def test_missing_jaxmarl_names_the_extra(monkeypatch):
-    from rllib_mil.envs import smax
+    from rllib_mil.envs import overcooked, smax
 
-    real_import = builtins.__import__
-
-    def no_jaxmarl(name, *args, **kwargs):
-        if name.startswith("jaxmarl"):
-            raise ImportError("No module named 'jaxmarl'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_jaxmarl)
+    # A None entry in sys.modules makes every import of that module fail, as when JaxMARL is not installed.
+    for name in ("jaxmarl", "jaxmarl.environments", "jaxmarl.environments.smax", "jaxmarl.environments.overcooked"):
+        monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(ImportError, match=r"pip install -e \.\[smax\]"):
         smax.import_jaxmarl_smax()
+    with pytest.raises(ImportError, match=r"overcooked/\.\.\. team envs need JaxMARL"):
+        overcooked.import_jaxmarl_overcooked()
 
 
 def test_scripted_expert_beats_random():

@@ -22,6 +22,7 @@ from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.annotations import override
+from ray.rllib.utils.serialization import deserialize_type
 from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 from ray.rllib.utils.metrics import (
     ALL_MODULES,
@@ -151,13 +152,17 @@ class TeamConfig(AlgorithmConfig):
     def validate_episode_replay(self) -> None:
         """Checks of the algorithms that sample team episodes into a uniform ``EpisodeReplayBuffer`` (MIFQ and its
         family, QMIX and its family): the buffer type and a sampling fragment of several steps."""
+        from rllib_mil.data.team_replay import TEAM_REPLAY_BUFFER, TeamEpisodeReplayBuffer
+
         name = self.algo_class.__name__ if self.algo_class else "This algorithm"
         kind = self.replay_buffer_config.get("type")
-        if not isinstance(kind, str) or "EpisodeReplayBuffer" not in kind or "Prioritized" in kind:
+        # RLlib's from_config may have put the resolved class in place of the string.
+        if kind != TEAM_REPLAY_BUFFER and not (isinstance(kind, type) and issubclass(kind, TeamEpisodeReplayBuffer)):
             self._value_error(
-                f"{name} stores team episodes and samples them uniformly: `replay_buffer_config['type']` must be "
-                f"'EpisodeReplayBuffer' (the prioritized buffer stores weights differently and there is no TD error "
-                f"to prioritise by here), got {kind!r}.")
+                f"{name} stores team episodes and samples their steps uniformly: `replay_buffer_config['type']` must "
+                f"be {TEAM_REPLAY_BUFFER!r} (RLlib's EpisodeReplayBuffer plus flat transition arrays; the "
+                f"prioritized buffer stores weights differently and there is no TD error to prioritise by here). "
+                f"Leave `type` out of replay_buffer_config to keep it, got {kind!r}.")
         if self.rollout_fragment_length == "auto":
             self._value_error(
                 "Set `rollout_fragment_length` to a number of steps (e.g. 25): 'auto' means 1 step per env "
@@ -229,11 +234,18 @@ class TeamAlgorithm(HungEnvRunnerGuard, Algorithm):
 
     @override(Algorithm)
     def _create_local_replay_buffer_if_necessary(self, config):
-        buffer = super()._create_local_replay_buffer_if_necessary(config)
-        if buffer is not None and hasattr(buffer, "rng"):
-            # RLlib seeds the episode buffer's sampler from the OS (seed=None): runs with the same `seed` would draw
-            # different replay rows. Seed it from the config (its state is checkpointed, see get_state).
-            buffer.rng = np.random.default_rng(config.seed)
+        spec = getattr(config, "replay_buffer_config", None)  # on-policy algorithms (MAGAIL) have none
+        if not spec or spec.get("no_local_replay_buffer"):
+            return None
+        # Built here, not by RLlib: after Tune's round trip through a dict, `type` is the class (update_from_dict
+        # deserializes class paths), which RLlib 2.60's builder cannot take. validate_episode_replay checked it.
+        kind = spec["type"]
+        buffer_cls = deserialize_type(kind) if isinstance(kind, str) else kind
+        buffer = buffer_cls(**{k: v for k, v in spec.items() if k != "type"},
+                            metrics_num_episodes_for_smoothing=config.metrics_num_episodes_for_smoothing)
+        # RLlib seeds the episode buffer's sampler from the OS (seed=None): runs with the same `seed` would draw
+        # different replay rows. Seed it from the config (its state is checkpointed, see get_state).
+        buffer.rng = np.random.default_rng(config.seed)
         return buffer
 
     @override(Algorithm)
@@ -266,8 +278,8 @@ class TeamAlgorithm(HungEnvRunnerGuard, Algorithm):
         """``num_updates_per_iteration`` learner updates, each on ``draw()`` (the kwargs of ``LearnerGroup.update``:
         ``episodes=`` or ``batch=`` from the replay buffer), then the weight sync to the env runners. ``timestep``
         drives the target-network schedule (DQNLearner counts sampled env steps)."""
-        learner_results = None
-        for _ in range(self.config.num_updates_per_iteration):
+        n_updates = self.config.num_updates_per_iteration
+        for k in range(1, n_updates + 1):
             with self.metrics.log_time((TIMERS, REPLAY_BUFFER_SAMPLE_TIMER)):
                 replay = draw()
             with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
@@ -279,11 +291,18 @@ class TeamAlgorithm(HungEnvRunnerGuard, Algorithm):
                             (ENV_RUNNER_RESULTS, NUM_AGENT_STEPS_SAMPLED_LIFETIME), default={}
                         ),
                     },
+                    _no_metrics_reduce=k < n_updates,
                 )
-            self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
+        self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
         self.metrics.aggregate([self.local_replay_buffer.get_metrics()], key=REPLAY_BUFFER_RESULTS)
         # Only the acting network goes back to the env runners (inference_only drops mixers and target nets).
         sync_env_runner_weights(self, learner_results)
+
+    def sample_replay_transitions(self, n_rows: int) -> MultiAgentBatch:
+        """``n_rows`` one-step transitions of the replay buffer, drawn uniformly with replacement, as the train batch
+        the learner connectors would build from them (rllib_mil/data/team_replay.py), without building episodes."""
+        rows = self.local_replay_buffer.sample_transitions(n_rows)
+        return MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(rows)}, n_rows)
 
     def sample_replay_sequences(self, n_episodes: int) -> MultiAgentBatch:
         """``n_episodes`` whole episodes of the replay buffer, drawn uniformly with replacement and padded
@@ -411,12 +430,12 @@ def expert_only_updates(algo, n_updates: int, first_update: int) -> None:
     The target-network schedule (where there is one) counts updates: update k gets timestep ``first_update + k``.
     """
     marker = MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch({EXPERT_ONLY: np.zeros(1, np.float32)})}, 1)
-    learner_results = None
     for k in range(1, n_updates + 1):
         with algo.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
             learner_results = algo.learner_group.update(
-                batch=marker, timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: first_update + k})
-        algo.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
+                batch=marker, timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: first_update + k},
+                _no_metrics_reduce=k < n_updates)
+    algo.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
     # Nothing samples for training, but the env runners' network must be the trained one: `get_module()`,
     # exported policies and evaluation on the training env runners read it.
     sync_env_runner_weights(algo, learner_results)

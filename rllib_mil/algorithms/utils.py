@@ -1,7 +1,7 @@
 """Small pieces shared by the algorithm learners."""
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 
@@ -13,6 +13,25 @@ def set_provided(config, **values) -> None:
     for name, value in values.items():
         if value is not NotProvided:
             setattr(config, name, value)
+
+
+class LastUpdateMetrics:
+    """Learner mixin: an iteration's loss metrics come from its last update. The training loops pass RLlib's
+    ``_no_metrics_reduce=True`` to every update but the last (imitation.replay_updates / expert_only_updates), and
+    the metrics are logged with window 1, so only the last update's values were ever reported; computing and
+    logging them on the other updates cost about 1.5 ms of a 20 ms update at 128 rows (docs/performance.md)."""
+
+    _metrics_due = True
+
+    def update(self, *args, _no_metrics_reduce: bool = False, **kwargs):
+        self._metrics_due = not _no_metrics_reduce
+        return super().update(*args, _no_metrics_reduce=_no_metrics_reduce, **kwargs)
+
+    def log_loss_metrics(self, module_id: str, metrics: Callable[[], Mapping[str, object]]) -> None:
+        """Log ``metrics()`` (computed without gradient) under ``module_id``, on the update that reports."""
+        if self._metrics_due:
+            with torch.no_grad():
+                self.metrics.log_dict(dict(metrics()), key=module_id, window=1)
 
 
 def raise_if_not_finite(algo: str, loss: torch.Tensor, terms: Mapping[str, torch.Tensor], fix: str) -> None:

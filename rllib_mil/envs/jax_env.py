@@ -2,11 +2,23 @@
 they share, so each wrapper only turns the functions' outputs into a :class:`TeamStep`."""
 from __future__ import annotations
 
+import importlib
 from typing import Callable
 
 import numpy as np
 
 from rllib_mil.envs.base import TeamEnv
+
+
+def import_jaxmarl(module: str, what: str):
+    """``jaxmarl.environments.<module>`` for the ``what`` team envs, or an ImportError that says how to install it."""
+    try:
+        return importlib.import_module(f"jaxmarl.environments.{module}")
+    except ImportError as e:
+        raise ImportError(
+            f"The {what} team envs need JaxMARL. Install the extra: `pip install -e .[smax]` "
+            f"(or `pip install jaxmarl`). Import failed with: {e}"
+        ) from e
 
 
 class JaxTeamEnv(TeamEnv):

@@ -51,7 +51,7 @@ import warnings
 import numpy as np
 
 from rllib_mil.envs.base import TeamStep
-from rllib_mil.envs.jax_env import JaxTeamEnv
+from rllib_mil.envs.jax_env import JaxTeamEnv, import_jaxmarl
 from rllib_mil.envs.mpe import _int_at_least, resolve_config
 from rllib_mil.envs.smax import _bool, _non_negative
 
@@ -77,14 +77,7 @@ OVERCOOKED_CONFIG = {
 
 def import_jaxmarl_overcooked():
     """``jaxmarl.environments.overcooked``, or an ImportError that says how to install it."""
-    try:
-        import jaxmarl.environments.overcooked as overcooked
-    except ImportError as e:
-        raise ImportError(
-            "The overcooked/... team envs need JaxMARL, which the smax extra installs: `pip install -e .[smax]` "
-            f"(or `pip install jaxmarl`). Import failed with: {e}"
-        ) from e
-    return overcooked
+    return import_jaxmarl("overcooked", "overcooked/...")
 
 
 @functools.lru_cache(maxsize=None)
@@ -93,10 +86,10 @@ def _compiled(layout: str, max_steps: int, random_reset: bool):
 
     Cached per process: every team env of the same configuration shares the compiled functions.
     """
+    overcooked = import_jaxmarl_overcooked()
     import jax
     import jax.numpy as jnp
 
-    overcooked = import_jaxmarl_overcooked()
     with warnings.catch_warnings():  # JaxMARL recommends OvercookedV2 on every construction
         warnings.simplefilter("ignore", DeprecationWarning)
         env = overcooked.Overcooked(

@@ -58,7 +58,7 @@ from typing import Any, Callable
 import numpy as np
 
 from rllib_mil.envs.base import TeamStep
-from rllib_mil.envs.jax_env import JaxTeamEnv
+from rllib_mil.envs.jax_env import JaxTeamEnv, import_jaxmarl
 from rllib_mil.envs.contract import INFO_BATTLE_WON
 from rllib_mil.envs.mpe import _int_at_least, resolve_config
 
@@ -133,14 +133,7 @@ SMAX_CONFIG: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
 
 def import_jaxmarl_smax():
     """``jaxmarl.environments.smax``, or an ImportError that says how to install it."""
-    try:
-        import jaxmarl.environments.smax as smax
-    except ImportError as e:
-        raise ImportError(
-            "The smax/... team envs need JaxMARL (SMAX). Install the extra: `pip install -e .[smax]` "
-            f"(or `pip install jaxmarl`). Import failed with: {e}"
-        ) from e
-    return smax
+    return import_jaxmarl("smax", "smax/...")
 
 
 def _freeze(config: dict) -> tuple:
@@ -153,10 +146,10 @@ def _compiled(map_name: str, frozen_config: tuple):
 
     Cached per process: every team env of the same configuration shares the compiled functions.
     """
+    smax = import_jaxmarl_smax()
     import jax
     import jax.numpy as jnp
 
-    smax = import_jaxmarl_smax()
     config = dict(frozen_config)
     kwargs = dict(
         scenario=smax.map_name_to_scenario(map_name),

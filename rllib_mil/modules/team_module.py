@@ -19,6 +19,7 @@ from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.schedules.scheduler import Scheduler
 
+from rllib_mil.data.team_replay import BEHAVIOUR_LOGP
 from rllib_mil.envs.contract import ACTION_MASK, OBS, STATE, team_dims
 from rllib_mil.modules.agent_nets import SharedAgentGRUNet, SharedAgentQNet
 from rllib_mil.modules.soft import action_logp, boltzmann_sample, epsilon_greedy, greedy_actions
@@ -28,9 +29,6 @@ from rllib_mil.modules.soft import action_logp, boltzmann_sample, epsilon_greedy
 AGENT_INPUTS = ("obs", "state", "state+obs")
 # Recurrent state key (per-agent GRU hidden state, (B, n, H)).
 GRU_STATE = "h"
-# Extra model output of exploration: log-probability of each agent's sampled action under the rollout policy,
-# (B, n); RLlib keeps it in the episodes, so a learner can importance-weight replay rows (MIFQConfig.replay_is_weights).
-BEHAVIOUR_LOGP = "behaviour_logp"
 # How the env runners explore (model_config["exploration"]).
 EXPLORATIONS = ("boltzmann", "epsilon")
 

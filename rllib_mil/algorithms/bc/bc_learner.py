@@ -10,7 +10,7 @@ from ray.rllib.utils.typing import ModuleID, TensorType
 
 from rllib_mil.algorithms.bc.bc_loss import bc_term
 from rllib_mil.algorithms.imitation import ExpertDataLearner
-from rllib_mil.algorithms.utils import raise_if_not_finite
+from rllib_mil.algorithms.utils import LastUpdateMetrics, raise_if_not_finite
 from rllib_mil.data import schema
 from rllib_mil.data.sequences import SEQ_ACTIONS, SEQ_MASK, SEQ_OBS, SEQ_STATE, SEQ_VALID
 from rllib_mil.modules.soft import greedy_actions
@@ -24,7 +24,7 @@ EXPERT_ROWS = "expert_rows"
 LOGITS_ABS_MAX = "logits_abs_max"
 
 
-class BCTorchLearner(ExpertDataLearner, TorchLearner):
+class BCTorchLearner(LastUpdateMetrics, ExpertDataLearner, TorchLearner):
     @override(TorchLearner)
     def build(self) -> None:
         super().build()
@@ -48,15 +48,17 @@ class BCTorchLearner(ExpertDataLearner, TorchLearner):
             actions, mask = exp[schema.ACTIONS], exp[schema.ACTION_MASK]
         loss = bc_term(logits, actions, mask, temperature=1.0)
         raise_if_not_finite("BC", loss, {BC_NLL: loss.detach()}, "Lower `lr` or set `grad_clip`.")
-        with torch.no_grad():
+
+        def metrics():
             choice = (mask > 0).sum(dim=-1) > 1  # (N, n): agents with a real choice
             hit = (greedy_actions(logits, mask) == actions.long())[choice]
-            metrics = {
+            return {
                 "loss": loss.detach(),
                 BC_NLL: loss.detach(),
                 EXPERT_ACCURACY: hit.float().mean() if hit.numel() else torch.tensor(float("nan")),
                 EXPERT_ROWS: float(actions.shape[0]),
                 LOGITS_ABS_MAX: logits.masked_select(mask > 0.5).abs().max(),
             }
-        self.metrics.log_dict(metrics, key=module_id, window=1)
+
+        self.log_loss_metrics(module_id, metrics)
         return loss

@@ -1,12 +1,11 @@
 """MAMQL learner: MIFQ's learner with no mixer and state-conditioned critics (the per-agent inverse soft-Q loss),
 plus the reward networks' fit (``mamql_loss.reward_recovery_loss``) in the same update."""
 import torch
-from ray.rllib.connectors.learner import AddNextObservationsFromEpisodesToTrainBatch
 from ray.rllib.utils.annotations import override
 
-from rllib_mil.algorithms.mamql.connectors import AGENT_REWARDS, AddAgentRewardsFromInfos
 from rllib_mil.algorithms.mamql.mamql_loss import reward_recovery_loss
 from rllib_mil.algorithms.mifq.mifq_learner import MIFQTorchLearner
+from rllib_mil.data.schema import AGENT_REWARDS
 from rllib_mil.rewards import torch_pearson
 
 # Metric keys (TensorBoard: learners/default_policy/<key>).
@@ -18,20 +17,13 @@ REWARD_CORR_REPLAY = "reward_corr_replay"
 
 class MAMQLTorchLearner(MIFQTorchLearner):
     @override(MIFQTorchLearner)
-    def build(self) -> None:
-        super().build()
-        # The true per-agent rewards of replay rows travel env -> episodes (infos) -> train batch.
-        if self._learner_connector is not None:
-            self._learner_connector.insert_after(AddNextObservationsFromEpisodesToTrainBatch,
-                                                 AddAgentRewardsFromInfos())
-
-    @override(MIFQTorchLearner)
     def extra_loss(self, module, config, batch, rows, q_taken: torch.Tensor, v_next: torch.Tensor):
         # Rows: expert and replay transitions alike (whichever entered this update).
         r_pred = module.rewards(rows.state, rows.actions)  # (B, n)
         mse, _ = reward_recovery_loss(r_pred, q_taken, v_next, rows.done, config.gamma)
         terms = {REWARD_MSE: mse.detach(), RECOVERED_REWARD_MEAN: r_pred.detach().mean()}
-        true = batch.get(AGENT_REWARDS)  # (Br, n); absent in offline updates
+        # (Br, n): the replay rows' true per-agent rewards (env info -> TeamEpisodeReplayBuffer); absent offline.
+        true = batch.get(AGENT_REWARDS)
         if true is not None and rows.n_r and rows.obs is not None:
             rec = r_pred.detach()[rows.n_e:rows.n_e + rows.n_r]  # (Br, n) replay rows
             terms[REWARD_CORR_REPLAY] = torch_pearson(rec, true.to(rec.dtype)).nanmean()

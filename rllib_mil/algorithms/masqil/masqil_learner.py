@@ -30,11 +30,13 @@ class MASQILTorchLearner(MIFQTorchLearner):
         reward = (torch.arange(rows.n_e + rows.n_r, device=q_tot.device) < rows.n_e).to(q_tot.dtype)  # (B,)
         loss, terms = soft_td_loss(q_tot, v_tot_next, reward, rows.done, config.gamma)
         raise_if_not_finite("MASQIL", loss, terms, "Lower `lr` or raise `alpha`.")
-        with torch.no_grad():
+
+        def metrics():
             q_avail = rows.q.masked_select(rows.mask > 0.5)
-            metrics = {**terms, Q_MEAN: q_avail.mean(), Q_ABS_MAX: q_avail.abs().max(),
-                       EXPERT_ROWS: float(rows.n_e), REPLAY_ROWS: float(rows.n_r),
-                       "q_tot_expert": q_tot.detach()[: rows.n_e].mean(),
-                       "q_tot_replay": q_tot.detach()[rows.n_e:].mean() if rows.n_r else torch.tensor(float("nan"))}
-        self.metrics.log_dict(metrics, key=module_id, window=1)
+            return {**terms, Q_MEAN: q_avail.mean(), Q_ABS_MAX: q_avail.abs().max(),
+                    EXPERT_ROWS: float(rows.n_e), REPLAY_ROWS: float(rows.n_r),
+                    "q_tot_expert": q_tot.detach()[: rows.n_e].mean(),
+                    "q_tot_replay": q_tot.detach()[rows.n_e:].mean() if rows.n_r else torch.tensor(float("nan"))}
+
+        self.log_loss_metrics(module_id, metrics)
         return loss

@@ -18,13 +18,13 @@ from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core.learner import Learner
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-from ray.rllib.env.utils.infinite_lookback_buffer import InfiniteLookbackBuffer
 from ray.rllib.utils.annotations import override
 from typing_extensions import Self
 
 from rllib_mil.algorithms.imitation import ImitationAlgorithm, ImitationConfig
 from rllib_mil.modules.mixers import MIXERS
 from rllib_mil.algorithms.utils import set_provided
+from rllib_mil.data.team_replay import TEAM_REPLAY_BUFFER
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ class MIFQConfig(ImitationConfig):
         self.num_steps_sampled_before_learning_starts = 1000
         # A small buffer of recent env steps: the chi^2 fixed point on replay rows gives the taken action the reward
         # -pi(a|s)/mu(a|s) (pi current policy, mu the buffer's), so stale rows (mu far from pi) distort it.
-        self.replay_buffer_config = {"type": "EpisodeReplayBuffer", "capacity": 2_000}
+        self.replay_buffer_config = {"type": TEAM_REPLAY_BUFFER, "capacity": 2_000}
         # __sphinx_doc_end__
         # fmt: on
 
@@ -355,28 +355,11 @@ class MIFQ(ImitationAlgorithm):
         def draw():
             if self.config.use_gru:  # whole episodes, padded (rllib_mil/data/sequences.py)
                 return {"batch": self.sample_replay_sequences(self.config.total_train_batch_size)}
-            episodes = self.local_replay_buffer.sample(
-                num_items=self.config.total_train_batch_size, n_step=1, gamma=self.config.gamma, sample_episodes=True)
-            if self.config.replay_is_weights:
-                attach_behaviour_logp(episodes, self.local_replay_buffer)
-            return {"episodes": episodes}
+            return {"batch": self.sample_replay_transitions(self.config.total_train_batch_size)}
 
         # The target-network schedule counts sampled env steps (see DQNLearner), after any offline pre-training
         # updates so that it keeps increasing.
         self.replay_updates(draw, timestep=sampled + self._n_offline_updates)
-
-def attach_behaviour_logp(sampled: list, buffer) -> None:
-    """Gives each one-step episode drawn from ``buffer`` the behaviour log-probs (team_module.BEHAVIOUR_LOGP) of
-    its own step. RLlib 2.60's ``EpisodeReplayBuffer.sample(include_extra_model_outputs=True)`` copies those of the
-    stored episode's *first* step into every transition drawn from it, so they are looked up here instead."""
-    from rllib_mil.modules.team_module import BEHAVIOUR_LOGP
-
-    for ep in sampled:
-        stored = buffer.episodes[buffer.episode_id_to_index[ep.id_] - buffer._num_episodes_evicted]
-        # A drawn transition's t_started is its index in the stored episode (EpisodeReplayBuffer._sample_episodes).
-        ep.extra_model_outputs[BEHAVIOUR_LOGP] = InfiniteLookbackBuffer(
-            [stored.get_extra_model_outputs(BEHAVIOUR_LOGP, ep.t_started)])
-
 
 class IIQ(MIFQ):
     @classmethod

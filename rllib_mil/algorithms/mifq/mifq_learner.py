@@ -21,7 +21,7 @@ from ray.rllib.utils.typing import ModuleID, TensorType
 from rllib_mil.algorithms.bc.bc_loss import bc_term
 from rllib_mil.algorithms.mifq.mifq_loss import chi2_phi, mifq_loss, q_gradient_penalty, replay_chi2_input
 from rllib_mil.algorithms.mifq.mifq_rl_module import TARGET_Q_VALUES
-from rllib_mil.algorithms.utils import raise_if_not_finite
+from rllib_mil.algorithms.utils import LastUpdateMetrics, raise_if_not_finite
 from rllib_mil.data import schema
 from rllib_mil.algorithms.imitation import EXPERT_ONLY, ExpertDataLearner
 from rllib_mil.data.sequences import SEQ_ACTIONS, SEQ_KEYS, SEQ_MASK, SEQ_OBS, SEQ_STATE, SEQ_TERMINATED, SEQ_VALID
@@ -49,7 +49,7 @@ PRIOR_NLL = "prior_nll"
 # Name of the mixers' optimizer when `mixer_lr` is set.
 MIXER_OPTIMIZER = "mixer"
 
-class MIFQTorchLearner(ExpertDataLearner, DQNLearner, TorchLearner):
+class MIFQTorchLearner(LastUpdateMetrics, ExpertDataLearner, DQNLearner, TorchLearner):
     @override(DQNLearner)
     def build(self) -> None:
         super().build()
@@ -155,10 +155,11 @@ class MIFQTorchLearner(ExpertDataLearner, DQNLearner, TorchLearner):
             terms = {**terms, **extra_terms, "loss": loss.detach()}
         raise_if_not_finite(type(self).__name__.replace("TorchLearner", ""), loss, terms,
                             "Lower `lr`, raise `alpha`, or set `grad_clip`.")
-        with torch.no_grad():
+
+        def metrics():
             q_avail = q.masked_select(mask > 0.5)
             value_replay = v_rows.stop - max(v_rows.start, n_e)
-            metrics = {
+            return {
                 **terms,
                 Q_MEAN: q_avail.mean(),
                 Q_ABS_MAX: q_avail.abs().max(),
@@ -167,7 +168,8 @@ class MIFQTorchLearner(ExpertDataLearner, DQNLearner, TorchLearner):
                 REPLAY_ROWS: float(max(value_replay, 0 if rep is None else n_r)),
                 REPLAY_ROWS_SAMPLED: float(n_r),
             }
-        self.metrics.log_dict(metrics, key=module_id, window=1)
+
+        self.log_loss_metrics(module_id, metrics)
         return loss
 
     @staticmethod

@@ -19,6 +19,7 @@ from typing_extensions import Self
 
 from rllib_mil.algorithms.imitation import TeamAlgorithm, TeamConfig
 from rllib_mil.algorithms.utils import set_provided
+from rllib_mil.data.team_replay import TEAM_REPLAY_BUFFER
 from rllib_mil.algorithms.value_decomposition.vd_loss import TEACH_LOSSES
 
 
@@ -54,7 +55,7 @@ class ValueDecompositionConfig(TeamConfig):
         self.teach_coef = 1.0
         # Env steps collected before the first learner update.
         self.num_steps_sampled_before_learning_starts = 1000
-        self.replay_buffer_config = {"type": "EpisodeReplayBuffer", "capacity": 100_000}
+        self.replay_buffer_config = {"type": TEAM_REPLAY_BUFFER, "capacity": 100_000}
         # __sphinx_doc_end__
         # fmt: on
 
@@ -141,8 +142,6 @@ class ValueDecomposition(TeamAlgorithm):
         def draw():
             if self.config.use_gru:  # whole episodes, padded (rllib_mil/data/sequences.py)
                 return {"batch": self.sample_replay_sequences(self.config.total_train_batch_size)}
-            return {"episodes": self.local_replay_buffer.sample(
-                num_items=self.config.total_train_batch_size, n_step=1, gamma=self.config.gamma,
-                sample_episodes=True)}
+            return {"batch": self.sample_replay_transitions(self.config.total_train_batch_size)}
 
         self.replay_updates(draw, timestep=sampled)

@@ -16,7 +16,7 @@ from ray.rllib.core.rl_module.apis import TargetNetworkAPI
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.typing import ModuleID, TensorType
 
-from rllib_mil.algorithms.utils import raise_if_not_finite
+from rllib_mil.algorithms.utils import LastUpdateMetrics, raise_if_not_finite
 from rllib_mil.algorithms.value_decomposition.vd_loss import teach_loss
 from rllib_mil.data.sequences import (
     SEQ_ACTIONS, SEQ_MASK, SEQ_OBS, SEQ_REWARDS, SEQ_STATE, SEQ_TERMINATED, SEQ_VALID)
@@ -51,7 +51,7 @@ class TDRows:
     q_acting: Optional[torch.Tensor]  # (B, n, A) the acting (learner) agents' scores, IGM-DA only
 
 
-class ValueDecompositionLearner(DQNLearner, TorchLearner):
+class ValueDecompositionLearner(LastUpdateMetrics, DQNLearner, TorchLearner):
     @classmethod
     @override(DQNLearner)
     def rl_module_required_apis(cls) -> list:
@@ -78,10 +78,9 @@ class ValueDecompositionLearner(DQNLearner, TorchLearner):
             metrics.update({TEACH_LOSS: teach.detach(), TEACH_AGREEMENT: agreement})
         raise_if_not_finite(type(self).__name__.replace("TorchLearner", ""), loss, metrics,
                             "Lower `lr`, or set `grad_clip`.")
-        with torch.no_grad():
-            q = module.td_scores(rows.out).masked_select(rows.mask > 0.5)
-            metrics.update({"loss": loss.detach(), Q_ABS_MAX: q.abs().max(), REPLAY_ROWS: float(rows.actions.shape[0])})
-        self.metrics.log_dict(metrics, key=module_id, window=1)
+        self.log_loss_metrics(module_id, lambda: {
+            **metrics, "loss": loss.detach(), REPLAY_ROWS: float(rows.actions.shape[0]),
+            Q_ABS_MAX: module.td_scores(rows.out).masked_select(rows.mask > 0.5).abs().max()})
         return loss
 
     @staticmethod
