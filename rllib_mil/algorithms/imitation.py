@@ -156,7 +156,7 @@ class TeamConfig(AlgorithmConfig):
 
         name = self.algo_class.__name__ if self.algo_class else "This algorithm"
         kind = self.replay_buffer_config.get("type")
-        # RLlib's from_config may have put the resolved class in place of the string.
+        # After Tune's round trip through a dict, update_from_dict has put the class in place of its path.
         if kind != TEAM_REPLAY_BUFFER and not (isinstance(kind, type) and issubclass(kind, TeamEpisodeReplayBuffer)):
             self._value_error(
                 f"{name} stores team episodes and samples their steps uniformly: `replay_buffer_config['type']` must "
@@ -276,8 +276,9 @@ class TeamAlgorithm(HungEnvRunnerGuard, Algorithm):
 
     def replay_updates(self, draw: Callable[[], Dict[str, Any]], timestep: int) -> None:
         """``num_updates_per_iteration`` learner updates, each on ``draw()`` (the kwargs of ``LearnerGroup.update``:
-        ``episodes=`` or ``batch=`` from the replay buffer), then the weight sync to the env runners. ``timestep``
-        drives the target-network schedule (DQNLearner counts sampled env steps)."""
+        ``batch=`` of replay transitions or sequences), then the weight sync to the env runners. ``timestep``
+        drives the target-network schedule (DQNLearner counts sampled env steps). The learner's metrics are reduced
+        once, after the last update (LastUpdateMetrics)."""
         n_updates = self.config.num_updates_per_iteration
         for k in range(1, n_updates + 1):
             with self.metrics.log_time((TIMERS, REPLAY_BUFFER_SAMPLE_TIMER)):

@@ -16,8 +16,11 @@ would have built (so learners read ``batch[Columns.OBS][STATE]`` either way):
     BEHAVIOUR_LOGP     (B, n) float32 log mu_i(a_i|o_i), where the env runners' module outputs it
 
 Each observation is stored once (o_{t+1} is step t's next observation and step t+1's own), so the copy costs about as
-much memory as the episodes themselves. The flat rows are exactly the steps of the buffer's episodes: a chunk is dropped when RLlib evicts its episode, and
-``set_state`` rebuilds the rows from the restored episodes. Draws are uniform over steps, as RLlib's, from ``rng``.
+much memory as the episodes themselves. The arrays grow by appending (an add costs what it adds, not the buffer's
+size); the steps of episodes RLlib evicts are dropped from the draw at once and from the arrays when they next fill
+up. The drawable steps are exactly the steps of the buffer's episodes, ordered episode by episode, each in time
+order, which is also the order ``set_state`` rebuilds from the restored episodes, so a resumed run draws the same rows.
+Draws are uniform over steps, as RLlib's, from ``rng``.
 """
 from __future__ import annotations
 
@@ -41,9 +44,8 @@ BEHAVIOUR_LOGP = "behaviour_logp"
 TEAM_REPLAY_BUFFER = "rllib_mil.data.team_replay.TeamEpisodeReplayBuffer"
 
 _OBS_PARTS = ((OBS, SEQ_OBS), (STATE, SEQ_STATE), (ACTION_MASK, SEQ_MASK))
-# Key of a chunk's L+1 observations in transition_arrays (not a train-batch column), and of each step's row in them.
+# Key of a chunk's L+1 observations in transition_arrays (not a train-batch column).
 OBS_SEQ = "obs_seq"
-_OBS_ROW = "_obs_row"
 
 
 def transition_arrays(episode) -> dict[str, Any]:
@@ -75,25 +77,21 @@ def transition_arrays(episode) -> dict[str, Any]:
     return rows
 
 
-def _map(fn, rows: dict[str, Any], path: tuple = ()) -> dict[str, Any]:
-    """``fn(path, array)`` over the (nested) columns of ``rows``."""
-    return {k: _map(fn, v, path + (k,)) if isinstance(v, dict) else fn(path + (k,), v) for k, v in rows.items()}
-
-
-def _at(rows: dict[str, Any], path: tuple):
-    for key in path:
-        rows = rows[key]
-    return rows
-
-
 class TeamEpisodeReplayBuffer(EpisodeReplayBuffer):
     """``EpisodeReplayBuffer`` whose steps are also kept as flat transition arrays for fast one-step draws
     (``sample_transitions``). Everything else (``add``'s eviction, ``sample``, state, metrics) is RLlib's."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._chunks: list[tuple[int, dict[str, Any]]] = []  # (episode index, transition_arrays), in add order
-        self._flat: dict[str, Any] | None = None  # the chunks concatenated; rebuilt after an add or an eviction
+        self._reset_rows()
+
+    def _reset_rows(self) -> None:
+        self._obs: dict[str, np.ndarray] = {}  # OBS_SEQ columns, rows [0, _n_obs): every chunk's L+1 observations
+        self._steps: dict[str, np.ndarray] = {}  # step columns, rows [0, _n_steps), in arrival order
+        self._obs_row = np.zeros(0, np.int64)  # (steps,) row of o_t in self._obs
+        self._episode = np.zeros(0, np.int64)  # (steps,) RLlib's episode index of the step
+        self._n_obs = self._n_steps = 0
+        self._order: np.ndarray | None = None  # drawable steps in draw order; None = recompute after an add
 
     def add(self, episodes) -> None:
         episodes = episodes if isinstance(episodes, (list, tuple)) else [episodes]
@@ -101,46 +99,82 @@ class TeamEpisodeReplayBuffer(EpisodeReplayBuffer):
         super().add(episodes)
         for episode_id, rows in converted:
             if rows and episode_id in self.episode_id_to_index:  # not already evicted again
-                self._chunks.append((self.episode_id_to_index[episode_id], rows))
-        # RLlib evicts whole episodes from the front; their index is below the evicted count.
-        self._chunks = [(e, rows) for e, rows in self._chunks if e >= self._num_episodes_evicted]
-        self._flat = None
+                self._append(self.episode_id_to_index[episode_id], rows)
+        self._order = None
 
     def set_state(self, state) -> None:
         super().set_state(state)
-        self._chunks = [(self.episode_id_to_index[ep.id_], transition_arrays(ep)) for ep in self.episodes]
-        self._chunks = [(e, rows) for e, rows in self._chunks if rows]
-        self._flat = None
+        self._reset_rows()
+        for ep in self.episodes:
+            rows = transition_arrays(ep)
+            if rows:
+                self._append(self.episode_id_to_index[ep.id_], rows)
+
+    def _append(self, episode_index: int, rows: dict[str, Any]) -> None:
+        obs, n_new = rows[OBS_SEQ], len(rows[Columns.REWARDS])
+        if not self._steps:  # the first chunk fixes the columns
+            self._obs = {k: np.empty((0,) + v.shape[1:], v.dtype) for k, v in obs.items()}
+            self._steps = {k: np.empty((0,) + v.shape[1:], v.dtype) for k, v in rows.items() if k != OBS_SEQ}
+        if self._n_steps + n_new > len(self._episode) or self._n_obs + n_new + 1 > len(self._obs[OBS]):
+            self._compact()
+            self._grow(self._n_obs + n_new + 1, self._n_steps + n_new)
+        o0, s0 = self._n_obs, self._n_steps
+        for k, v in obs.items():
+            self._obs[k][o0 : o0 + n_new + 1] = v
+        for k, col in self._steps.items():
+            # A column this chunk lacks (e.g. no behaviour log-probs) is NaN for its steps.
+            col[s0 : s0 + n_new] = rows[k] if k in rows else np.nan
+        self._obs_row[s0 : s0 + n_new] = o0 + np.arange(n_new)
+        self._episode[s0 : s0 + n_new] = episode_index
+        self._n_obs, self._n_steps = o0 + n_new + 1, s0 + n_new
+
+    def _grow(self, n_obs: int, n_steps: int) -> None:
+        """Room for at least ``n_obs`` observation rows and ``n_steps`` steps (doubling, so appends are amortised)."""
+        def fit(a, n):
+            if len(a) >= n:
+                return a
+            out = np.empty((max(n, 2 * len(a)),) + a.shape[1:], a.dtype)
+            out[: len(a)] = a
+            return out
+
+        self._obs = {k: fit(v, n_obs) for k, v in self._obs.items()}
+        self._steps = {k: fit(v, n_steps) for k, v in self._steps.items()}
+        self._obs_row, self._episode = fit(self._obs_row, n_steps), fit(self._episode, n_steps)
+
+    def _compact(self) -> None:
+        """Drop the rows of evicted episodes (arrival order kept); O(buffer size), run only when the arrays are full."""
+        keep = np.flatnonzero(self._episode[: self._n_steps] >= self._num_episodes_evicted)  # (kept steps,)
+        if len(keep) == self._n_steps:
+            return
+        rows = self._obs_row[keep]
+        obs_keep = np.unique(np.concatenate([rows, rows + 1]))  # the o_t and o_{t+1} rows the kept steps read
+        self._obs = {k: v[obs_keep] for k, v in self._obs.items()}
+        self._steps = {k: v[keep] for k, v in self._steps.items()}
+        self._obs_row, self._episode = np.searchsorted(obs_keep, rows), self._episode[keep]
+        self._n_obs, self._n_steps = len(obs_keep), len(keep)
+        self._order = None
+
+    def _draw_order(self) -> np.ndarray:
+        """Positions of the drawable steps, episode by episode (a stable sort keeps each episode's steps in time
+        order): the layout set_state rebuilds from whole episodes."""
+        if self._order is None:
+            live = np.flatnonzero(self._episode[: self._n_steps] >= self._num_episodes_evicted)
+            self._order = live[np.argsort(self._episode[live], kind="stable")]
+        return self._order
 
     def num_transitions(self) -> int:
-        return sum(len(rows[Columns.REWARDS]) for _, rows in self._chunks)
-
-    def _flat_rows(self) -> dict[str, Any]:
-        if self._flat is None:
-            if not self._chunks:
-                raise ValueError("the replay buffer holds no transitions yet: sample into it before drawing rows")
-            # Episode by episode, each in time order (a stable sort keeps the chunks' arrival order): the same
-            # layout as the one set_state rebuilds from whole episodes, so a resumed run draws the same rows.
-            parts = [rows for _, rows in sorted(self._chunks, key=lambda chunk: chunk[0])]
-            if len({BEHAVIOUR_LOGP in rows for rows in parts}) > 1:  # mixed: keep the column only where all have it
-                parts = [{k: v for k, v in rows.items() if k != BEHAVIOUR_LOGP} for rows in parts]
-            flat = _map(lambda path, _: np.concatenate([_at(p, path) for p in parts]), parts[0])
-            # Row of o_t in flat[OBS_SEQ] for each step t: chunk k's observations start after the L_j + 1 of each
-            # chunk j before it.
-            lengths = np.array([len(p[Columns.REWARDS]) for p in parts])
-            starts = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])
-            flat[_OBS_ROW] = np.concatenate([s0 + np.arange(n) for s0, n in zip(starts, lengths)])
-            self._flat = flat
-        return self._flat
+        return len(self._draw_order())
 
     def sample_transitions(self, batch_size: int) -> dict[str, Any]:
         """``batch_size`` stored steps drawn uniformly with replacement (from ``rng``), as numpy columns in the layout
         of the module docstring."""
-        flat = self._flat_rows()
-        idx = self.rng.integers(len(flat[Columns.REWARDS]), size=batch_size)
+        order = self._draw_order()
+        if len(order) == 0:
+            raise ValueError("the replay buffer holds no transitions yet: sample into it before drawing rows")
+        idx = order[self.rng.integers(len(order), size=batch_size)]
         self.sampled_timesteps += batch_size
-        row = flat[_OBS_ROW][idx]
-        out = {k: v[idx] for k, v in flat.items() if k not in (OBS_SEQ, _OBS_ROW)}
-        out[Columns.OBS] = {k: v[row] for k, v in flat[OBS_SEQ].items()}
-        out[Columns.NEXT_OBS] = {k: v[row + 1] for k, v in flat[OBS_SEQ].items()}
+        row = self._obs_row[idx]
+        out = {k: v[idx] for k, v in self._steps.items()}
+        out[Columns.OBS] = {k: v[row] for k, v in self._obs.items()}
+        out[Columns.NEXT_OBS] = {k: v[row + 1] for k, v in self._obs.items()}
         return out

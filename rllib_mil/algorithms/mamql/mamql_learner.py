@@ -24,7 +24,8 @@ class MAMQLTorchLearner(MIFQTorchLearner):
         terms = {REWARD_MSE: mse.detach(), RECOVERED_REWARD_MEAN: r_pred.detach().mean()}
         # (Br, n): the replay rows' true per-agent rewards (env info -> TeamEpisodeReplayBuffer); absent offline.
         true = batch.get(AGENT_REWARDS)
-        if true is not None and rows.n_r and rows.obs is not None:
+        # A metric only: computed on the update whose metrics are reported (LastUpdateMetrics).
+        if self._metrics_due and true is not None and rows.n_r and rows.obs is not None:
             rec = r_pred.detach()[rows.n_e:rows.n_e + rows.n_r]  # (Br, n) replay rows
             terms[REWARD_CORR_REPLAY] = torch_pearson(rec, true.to(rec.dtype)).nanmean()
         return config.reward_coef * mse, terms
