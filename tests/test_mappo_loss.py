@@ -125,3 +125,35 @@ def test_value_normalizer():
     assert fresh.mean_std()[0].item() == pytest.approx(11.0, rel=1e-6)
     with pytest.raises(ValueError, match="beta"):
         ValueNormalizer(beta=1.0)
+
+
+def test_factored_logits_are_a_product_of_categoricals():
+    from rllib_mil.modules.agent_nets import FactoredLogits
+
+    torch.manual_seed(0)
+    f = FactoredLogits([5, 10])
+    heads = torch.randn(4, 2, 15)  # (B, n, 5 + 10)
+    flat = f(heads)  # (B, n, 50)
+    assert flat.shape == (4, 2, 50)
+    logp = flat.log_softmax(-1)
+    move, word = heads[..., :5].log_softmax(-1), heads[..., 5:].log_softmax(-1)
+    for a in (0, 7, 23, 49):  # a = move + 5 * word, as MPE simple_reference
+        torch.testing.assert_close(logp[..., a], move[..., a % 5] + word[..., a // 5])
+    # greedy flat action = each head's argmax; entropy = sum of the heads' entropies
+    greedy = flat.argmax(-1)
+    assert torch.equal(greedy % 5, heads[..., :5].argmax(-1)) and torch.equal(greedy // 5, heads[..., 5:].argmax(-1))
+    ent = -(logp.exp() * logp).sum(-1)
+    torch.testing.assert_close(ent, -(move.exp() * move).sum(-1) - (word.exp() * word).sum(-1))
+    # masked flat actions keep probability 0 after the factored sum
+    mask = torch.ones(4, 2, 50)
+    mask[..., 5:] = 0  # only word 0 available
+    p = masked_q(flat, mask).softmax(-1)
+    assert float(p[..., 5:].sum()) == 0.0
+    # three factors, mixed radix with the first fastest
+    g = FactoredLogits([2, 3, 4])
+    h = torch.randn(1, 9)
+    out = g(h)
+    a = 1 + 2 * (2 + 3 * 3)
+    torch.testing.assert_close(out[0, a], h[0, 1] + h[0, 2 + 2] + h[0, 5 + 3])
+    with pytest.raises(ValueError, match="expects 15 logits"):
+        f(torch.zeros(1, 50))

@@ -197,6 +197,8 @@ def test_rollouts_respect_action_masks(name, build):
         ({"use_gru": True, "actor_hidden": []}, "encoder layer"),
         ({"vf_huber_delta": 0.0}, "vf_huber_delta"),
         ({"use_critic": False}, "centralized critic"),
+        ({"action_factors": [50]}, "action_factors"),
+        ({"action_factors": [5, 1.5]}, "action_factors"),
         ({"minibatch_size": 4000, "train_batch_size_per_learner": 2000}, "minibatch_size"),
     ],
 )
@@ -219,3 +221,17 @@ def test_non_finite_loss_raises(build, monkeypatch):
     with pytest.raises(FloatingPointError, match="not finite") as info:
         algo.train()
     assert "lr" in str(info.value) and "policy_loss" in str(info.value)
+
+
+def test_factored_actions_on_simple_reference(build):
+    """`action_factors: [5, 10]` gives the actor one head per factor (15 outputs for the env's 50 actions); it
+    samples valid flat actions and trains. Factors that do not multiply to the env's actions fail at build."""
+    algo = build(make_config("MAPPO", env="mpe/simple_reference", action_factors=[5, 10]))
+    module = learner_module(algo)
+    assert module.actor.mlp[-1].out_features == 15 and module.factored.out_dim == 50
+    result = algo.train()
+    assert math.isfinite(result["learners"][MODULE_ID]["policy_loss"])
+    actions = greedy_rollout_actions(module, env_id="mpe/simple_reference", steps=10)
+    assert actions.shape == (10, 2) and actions.min() >= 0 and actions.max() < 50
+    with pytest.raises(Exception, match=r"describe 25 actions, but the env has 50"):
+        build(make_config("MAPPO", env="mpe/simple_reference", action_factors=[5, 5]))

@@ -113,3 +113,42 @@ class SharedAgentGRUNet(nn.Module):
         y, h_T = self.gru(x, h0)  # (B*n, T, H), (1, B*n, H)
         out = self.head(y).reshape(B, n, T, -1).permute(0, 2, 1, 3)  # (B, T, n, out)
         return out, h_T.reshape(B, n, self.gru_hidden)
+
+
+class FactoredLogits(nn.Module):
+    """Logits of a product of independent categoricals, laid out as one flat categorical.
+
+    ``forward(l: (..., sum(factors))) -> (..., prod(factors))``. The flat action is the mixed-radix number
+    ``a = a_0 + f_0 * (a_1 + f_1 * (a_2 + ...))`` (first factor fastest, as MPE's ``move + 5 * word``), and
+    ``logit(a) = sum_k l_k[a_k]``. The softmax of these sums is exactly the product of the per-factor softmaxes,
+    so sampling, log-probs, entropy and action masks keep working on the flat action, while each factor (moving,
+    speaking) is learned by its own head instead of once per combination with the others.
+    """
+
+    def __init__(self, factors: Sequence[int]):
+        super().__init__()
+        factors = [int(f) for f in factors]
+        if not factors or any(f < 1 for f in factors):
+            raise ValueError(f"action factors must be positive integers, got {factors}")
+        self.factors = factors
+        flat = torch.arange(int(torch.tensor(factors).prod()))  # (A,)
+        offsets, radix, index = 0, 1, []
+        for f in factors:
+            index.append(offsets + (flat // radix) % f)  # (A,): position of a_k among the concatenated heads
+            offsets, radix = offsets + f, radix * f
+        # (K, A): for each factor k, the column of l that holds l_k[a_k(a)].
+        self.register_buffer("index", torch.stack(index), persistent=False)
+
+    @property
+    def in_dim(self) -> int:
+        return sum(self.factors)
+
+    @property
+    def out_dim(self) -> int:
+        return int(self.index.shape[1])
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        if logits.shape[-1] != self.in_dim:
+            raise ValueError(f"FactoredLogits{self.factors} expects {self.in_dim} logits, got {logits.shape[-1]}")
+        # (..., sum f)[..., (K, A)] -> (..., K, A) -> sum over factors -> (..., A)
+        return logits[..., self.index].sum(dim=-2)

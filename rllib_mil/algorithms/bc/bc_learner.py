@@ -10,7 +10,7 @@ from ray.rllib.utils.typing import ModuleID, TensorType
 
 from rllib_mil.algorithms.bc.bc_loss import bc_term
 from rllib_mil.algorithms.imitation import ExpertDataLearner
-from rllib_mil.algorithms.utils import LastUpdateMetrics, raise_if_not_finite
+from rllib_mil.algorithms.utils import FusedGradientStep, LastUpdateMetrics, raise_if_not_finite
 from rllib_mil.data import schema
 from rllib_mil.data.sequences import SEQ_ACTIONS, SEQ_MASK, SEQ_OBS, SEQ_STATE, SEQ_VALID
 from rllib_mil.modules.soft import greedy_actions
@@ -24,7 +24,7 @@ EXPERT_ROWS = "expert_rows"
 LOGITS_ABS_MAX = "logits_abs_max"
 
 
-class BCTorchLearner(LastUpdateMetrics, ExpertDataLearner, TorchLearner):
+class BCTorchLearner(LastUpdateMetrics, FusedGradientStep, ExpertDataLearner, TorchLearner):
     @override(TorchLearner)
     def build(self) -> None:
         super().build()

@@ -46,6 +46,11 @@ class MAPPOConfig(PPOConfig):
         self.actor_hidden = [64, 64]
         self.activation = "relu"
         self.add_agent_id = True
+        # Factored actions: None = one categorical over the env's actions. A list [f_0, f_1, ...] whose product is
+        # the number of actions reads the action as a = a_0 + f_0 * (a_1 + f_1 * ...) and gives each part its own
+        # head (a product of independent categoricals). MPE simple_reference: [5, 10] (move + 5 * word), as the
+        # MAPPO authors' MPE env, which hands that task a MultiDiscrete([5, 10]) action.
+        self.action_factors = None
         # Recurrent actor: encoder -> GRU(gru_hidden) -> logits, one hidden state per agent; RLlib trains it on
         # sequences of up to max_seq_len steps (MPE episodes are 25 steps long).
         self.use_gru = False
@@ -92,6 +97,7 @@ class MAPPOConfig(PPOConfig):
         actor_hidden=NotProvided,
         activation: Optional[str] = NotProvided,
         add_agent_id: Optional[bool] = NotProvided,
+        action_factors=NotProvided,
         use_gru: Optional[bool] = NotProvided,
         gru_hidden: Optional[int] = NotProvided,
         max_seq_len: Optional[int] = NotProvided,
@@ -107,6 +113,7 @@ class MAPPOConfig(PPOConfig):
             actor_hidden=actor_hidden,
             activation=activation,
             add_agent_id=add_agent_id,
+            action_factors=action_factors,
             use_gru=use_gru,
             gru_hidden=gru_hidden,
             max_seq_len=max_seq_len,
@@ -123,6 +130,14 @@ class MAPPOConfig(PPOConfig):
             self._value_error(f"Unknown `activation`={self.activation!r}; choose one of {sorted(ACTIVATIONS)}.")
         if self.use_gru and not self.actor_hidden:
             self._value_error("`use_gru=True` needs at least one encoder layer in `actor_hidden`, e.g. [64].")
+        if self.action_factors is not None:
+            f = self.action_factors
+            if (not isinstance(f, (list, tuple)) or len(f) < 2
+                    or any(isinstance(x, bool) or not isinstance(x, int) or x < 2 for x in f)):
+                self._value_error(
+                    f"`action_factors` must be None or a list of at least two integers >= 2 whose product is the "
+                    f"number of actions (e.g. [5, 10] for MPE simple_reference), got {f!r}."
+                )
         for name in ("gru_hidden", "max_seq_len"):
             if int(getattr(self, name)) < 1:
                 self._value_error(f"`{name}` must be >= 1, got {getattr(self, name)}.")
@@ -146,6 +161,7 @@ class MAPPOConfig(PPOConfig):
             "actor_hidden": list(self.actor_hidden),
             "activation": self.activation,
             "add_agent_id": self.add_agent_id,
+            "action_factors": None if self.action_factors is None else list(self.action_factors),
             "use_gru": self.use_gru,
             "gru_hidden": self.gru_hidden,
             "max_seq_len": self.max_seq_len,

@@ -17,7 +17,7 @@ from ray.rllib.utils.torch_utils import explained_variance
 from ray.rllib.utils.typing import ModuleID, TensorType
 
 from rllib_mil.algorithms.mappo.mappo_loss import mappo_loss
-from rllib_mil.algorithms.utils import raise_if_not_finite
+from rllib_mil.algorithms.utils import FusedGradientStep, raise_if_not_finite
 
 # Metric names beyond PPO's (see the algorithm README).
 CLIP_FRACTION = "clip_fraction"
@@ -26,7 +26,7 @@ VALUE_NORM_STD = "value_norm_std"
 VALUE_MEAN = "value_mean"
 
 
-class MAPPOTorchLearner(PPOTorchLearner):
+class MAPPOTorchLearner(FusedGradientStep, PPOTorchLearner):
     @override(TorchLearner)
     def compute_loss_for_module(
         self, *, module_id: ModuleID, config, batch: Dict[str, Any], fwd_out: Dict[str, TensorType]

@@ -20,7 +20,7 @@ from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.utils.annotations import override
 
 from rllib_mil.envs.contract import ACTION_MASK, OBS, STATE, team_dims
-from rllib_mil.modules.agent_nets import SharedAgentGRUNet, SharedAgentQNet, mlp
+from rllib_mil.modules.agent_nets import FactoredLogits, SharedAgentGRUNet, SharedAgentQNet, mlp
 from rllib_mil.modules.normalization import ValueNormalizer
 from rllib_mil.modules.soft import masked_q
 
@@ -32,6 +32,7 @@ class MAPPOTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     """Team actor-critic module. ``model_config`` keys (filled from ``MAPPOConfig``, where defaults live):
 
     actor_hidden (list[int]), critic_hidden (list[int]), activation (str), add_agent_id (bool),
+    action_factors (None or list[int]: one logit head per factor, see ``FactoredLogits``),
     use_gru (bool), gru_hidden (int), max_seq_len (int, for RLlib's sequence batching),
     value_normalization (bool).
     """
@@ -48,15 +49,26 @@ class MAPPOTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
                 f"MAPPO needs a MultiDiscrete([{self.n_actions}] * {self.n_agents}) joint action space matching "
                 f"the action mask, got {self.action_space}."
             )
+        factors = mc.get("action_factors")
+        self.factored = None
+        if factors:
+            self.factored = FactoredLogits(factors)
+            if self.factored.out_dim != self.n_actions:
+                raise ValueError(
+                    f"MAPPO `action_factors`={list(factors)} describe {self.factored.out_dim} actions, but the env has "
+                    f"{self.n_actions}; set factors whose product is {self.n_actions} (MPE simple_reference: [5, 10]) "
+                    f"or `action_factors: null`."
+                )
+        n_out = self.n_actions if self.factored is None else self.factored.in_dim
         self.use_gru = bool(mc["use_gru"])
         if self.use_gru:
             self.actor = SharedAgentGRUNet(
-                obs_dim, self.n_agents, self.n_actions, hidden=tuple(mc["actor_hidden"]),
+                obs_dim, self.n_agents, n_out, hidden=tuple(mc["actor_hidden"]),
                 gru_hidden=mc["gru_hidden"], add_agent_id=mc["add_agent_id"], activation=mc["activation"],
             )
         else:
             self.actor = SharedAgentQNet(
-                obs_dim, self.n_agents, self.n_actions, hidden=tuple(mc["actor_hidden"]),
+                obs_dim, self.n_agents, n_out, hidden=tuple(mc["actor_hidden"]),
                 add_agent_id=mc["add_agent_id"], activation=mc["activation"],
             )
         if not self.inference_only:
@@ -95,6 +107,8 @@ class MAPPOTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
             out[Columns.STATE_OUT] = {GRU_STATE: h}
         else:
             logits = self.actor(obs)  # (B, n, A)
+        if self.factored is not None:
+            logits = self.factored(logits)  # (..., n, sum f) -> (..., n, A)
         out["logits"] = masked_q(logits, mask)
         return out
 

@@ -21,7 +21,7 @@ from ray.rllib.utils.typing import ModuleID, TensorType
 from rllib_mil.algorithms.bc.bc_loss import bc_term
 from rllib_mil.algorithms.mifq.mifq_loss import chi2_phi, mifq_loss, q_gradient_penalty, replay_chi2_input
 from rllib_mil.algorithms.mifq.mifq_rl_module import TARGET_Q_VALUES
-from rllib_mil.algorithms.utils import LastUpdateMetrics, raise_if_not_finite
+from rllib_mil.algorithms.utils import FusedGradientStep, InPlacePolyak, LastUpdateMetrics, raise_if_not_finite
 from rllib_mil.data import schema
 from rllib_mil.algorithms.imitation import EXPERT_ONLY, ExpertDataLearner
 from rllib_mil.data.sequences import SEQ_ACTIONS, SEQ_KEYS, SEQ_MASK, SEQ_OBS, SEQ_STATE, SEQ_TERMINATED, SEQ_VALID
@@ -49,7 +49,7 @@ PRIOR_NLL = "prior_nll"
 # Name of the mixers' optimizer when `mixer_lr` is set.
 MIXER_OPTIMIZER = "mixer"
 
-class MIFQTorchLearner(LastUpdateMetrics, ExpertDataLearner, DQNLearner, TorchLearner):
+class MIFQTorchLearner(LastUpdateMetrics, FusedGradientStep, InPlacePolyak, ExpertDataLearner, DQNLearner, TorchLearner):
     @override(DQNLearner)
     def build(self) -> None:
         super().build()

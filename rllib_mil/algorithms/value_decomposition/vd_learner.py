@@ -16,7 +16,7 @@ from ray.rllib.core.rl_module.apis import TargetNetworkAPI
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.typing import ModuleID, TensorType
 
-from rllib_mil.algorithms.utils import LastUpdateMetrics, raise_if_not_finite
+from rllib_mil.algorithms.utils import FusedGradientStep, InPlacePolyak, LastUpdateMetrics, raise_if_not_finite
 from rllib_mil.algorithms.value_decomposition.vd_loss import teach_loss
 from rllib_mil.data.sequences import (
     SEQ_ACTIONS, SEQ_MASK, SEQ_OBS, SEQ_REWARDS, SEQ_STATE, SEQ_TERMINATED, SEQ_VALID)
@@ -51,7 +51,7 @@ class TDRows:
     q_acting: Optional[torch.Tensor]  # (B, n, A) the acting (learner) agents' scores, IGM-DA only
 
 
-class ValueDecompositionLearner(LastUpdateMetrics, DQNLearner, TorchLearner):
+class ValueDecompositionLearner(LastUpdateMetrics, FusedGradientStep, InPlacePolyak, DQNLearner, TorchLearner):
     @classmethod
     @override(DQNLearner)
     def rl_module_required_apis(cls) -> list:
