@@ -132,7 +132,8 @@ def main(argv=None):
     if args.report:
         from rllib_mil.report import benchmark_report
 
-        print(benchmark_report(args.report, args.docs, "mappo_experts",
+        name = os.path.splitext(os.path.basename(args.report))[0]  # mappo_experts.jsonl -> docs/mappo_experts_*
+        print(benchmark_report(args.report, args.docs, name,
                                "MAPPO experts vs scripted experts (score 1.0 = as good as scripted)"))
         return 0
 

@@ -83,3 +83,23 @@ def test_experiment_report_reads_result_json_over_a_misaligned_progress_csv(tmp_
         "training_iteration,num_env_steps_sampled_lifetime,env_runners/episode_return_mean\n1,100,1.0\n2,-5.0,200\n")
     table = experiment_report([str(tmp_path / "exp")], str(tmp_path / "docs"))
     assert "| MAPPO_x_00000 | 3 | 300 | 3.00 | - |" in table
+
+
+def test_convergence_steps_to_threshold():
+    """benchmarks/convergence.py: env steps at the first curve point whose normalized score reaches the threshold."""
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "convergence.py")
+    spec = importlib.util.spec_from_file_location("convergence", path)
+    conv = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conv)
+    row = {"task": "t", "algo": "A", "seed": 0, "demos": 4, "score": 0.9, "expert_return": -10.0,
+           "random_return": -30.0, "curve": [[500, -30.0, 1.0], [1000, -15.0, 1.0], [1500, -13.9, 1.0], [2000, -12.0, 1.0]]}
+    assert conv.steps_to(row, 0.8) == 1500  # (-13.9 + 30) / 20 = 0.805; -15 gives 0.75
+    assert conv.steps_to(row, 0.95) is None
+    late = {**row, "algo": "B", "curve": [[500, -30.0, 1.0], [3000, -13.0, 1.0]]}
+    never = {**row, "algo": "C", "curve": [[500, -30.0, 1.0]]}
+    table = conv.table([row, late, never], 0.8)
+    assert "| t | 4 | A | 1500 | 1/1 | 1500 | 1.00 |" in table and "| t | 4 | B | 3000 | 1/1 | 3000 | 2.00 |" in table
+    assert "| t | 4 | C | never | 0/1 | – | – |" in table
