@@ -2,6 +2,8 @@
 count, a demo-count table and plot, score curves and Q-magnitude plots."""
 import json
 
+import pytest
+
 from rllib_mil.report import benchmark_report
 
 
@@ -103,3 +105,20 @@ def test_convergence_steps_to_threshold():
     table = conv.table([row, late, never], 0.8)
     assert "| t | 4 | A | 1500 | 1/1 | 1500 | 1.00 |" in table and "| t | 4 | B | 3000 | 1/1 | 3000 | 2.00 |" in table
     assert "| t | 4 | C | never | 0/1 | – | – |" in table
+
+
+def test_message_use_mutual_information():
+    """benchmarks/message_use.py: I(word; goal) is log2(3) for a word that names the goal, 0 for an unrelated one."""
+    import importlib.util
+    import math
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "message_use.py")
+    spec = importlib.util.spec_from_file_location("message_use", path)
+    mu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mu)
+    naming = [(g, g) for g in range(3)] * 4
+    unrelated = [(g, w) for g in range(3) for w in range(4)]
+    assert mu.mutual_information(naming) == pytest.approx(math.log2(3))
+    assert mu.mutual_information(unrelated) == pytest.approx(0.0, abs=1e-12)
+    assert 0 < mu.mutual_information([(0, 0), (0, 0), (1, 1), (1, 0)]) < 1
