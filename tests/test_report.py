@@ -87,15 +87,21 @@ def test_experiment_report_reads_result_json_over_a_misaligned_progress_csv(tmp_
     assert "| MAPPO_x_00000 | 3 | 300 | 3.00 | - |" in table
 
 
-def test_convergence_steps_to_threshold():
-    """benchmarks/convergence.py: env steps at the first curve point whose normalized score reaches the threshold."""
+def _benchmark_script(name):
+    """Import benchmarks/<name>.py (a script folder, not a package)."""
     import importlib.util
     import os
 
-    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "convergence.py")
-    spec = importlib.util.spec_from_file_location("convergence", path)
-    conv = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(conv)
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_convergence_steps_to_threshold():
+    """benchmarks/convergence.py: env steps at the first curve point whose normalized score reaches the threshold."""
+    conv = _benchmark_script("convergence")
     row = {"task": "t", "algo": "A", "seed": 0, "demos": 4, "score": 0.9, "expert_return": -10.0,
            "random_return": -30.0, "curve": [[500, -30.0, 1.0], [1000, -15.0, 1.0], [1500, -13.9, 1.0], [2000, -12.0, 1.0]]}
     assert conv.steps_to(row, 0.8) == 1500  # (-13.9 + 30) / 20 = 0.805; -15 gives 0.75
@@ -109,14 +115,9 @@ def test_convergence_steps_to_threshold():
 
 def test_message_use_mutual_information():
     """benchmarks/message_use.py: I(word; goal) is log2(3) for a word that names the goal, 0 for an unrelated one."""
-    import importlib.util
     import math
-    import os
 
-    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "message_use.py")
-    spec = importlib.util.spec_from_file_location("message_use", path)
-    mu = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mu)
+    mu = _benchmark_script("message_use")
     naming = [(g, g) for g in range(3)] * 4
     unrelated = [(g, w) for g in range(3) for w in range(4)]
     assert mu.mutual_information(naming) == pytest.approx(math.log2(3))
