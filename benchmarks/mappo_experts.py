@@ -62,24 +62,19 @@ def run_one(task, seed, args):
     config = config.env_runners(num_env_runners=args.num_env_runners).debugging(seed=seed)
     config.evaluation(evaluation_interval=None)  # evaluated below, on fixed seeds
     algo = config.build_algo()
-    t0, curve = time.time(), []
+    t0, curve, steps, stop_plateau = time.time(), [], 0, False
     try:
-        while True:
+        while not stop_plateau and steps < args.max_steps:
             r = algo.train()
             steps = int(r["num_env_steps_sampled_lifetime"])
             ret = r["env_runners"].get("episode_return_mean")
             if ret is None or math.isnan(ret):  # no episode finished in this iteration (Overcooked: 400-step
-                # episodes, 2048-step iterations)
-                if steps >= args.max_steps:
-                    break
-                continue
+                continue  # episodes, 2048-step iterations)
             curve.append((steps, float(ret)))
             if len(curve) % 10 == 0:
                 print(f"{task} seed={seed} steps={steps} return(10-iter mean)="
                       f"{sum(x for _, x in curve[-10:]) / 10:.2f} wall={time.time() - t0:.0f}s", flush=True)
             stop_plateau = plateaued(curve, 10, args.patience, args.min_delta)
-            if stop_plateau or steps >= args.max_steps:
-                break
         wall = time.time() - t0
         ckpt = os.path.join(args.checkpoints, f"{task.split('/')[1]}-seed{seed}")
         algo.save_to_path(ckpt)
@@ -98,7 +93,7 @@ def run_one(task, seed, args):
         "task": task, "algo": "MAPPO", "seed": seed, "return": res["mappo"][0], "return_std": res["mappo"][1],
         "sampled_return": res["mappo_sampled"][0], "expert_return": res["scripted"][0],
         "expert_return_std": res["scripted"][1], "random_return": res["random"][0], "score": score,
-        "env_steps": curve[-1][0], "plateau": stop_plateau, "wall_s": wall, "eval_episodes": args.eval_episodes,
+        "env_steps": steps, "plateau": stop_plateau, "wall_s": wall, "eval_episodes": args.eval_episodes,
         "checkpoint": os.path.relpath(ckpt, ROOT), "curve": curve, "config": json.loads(args.config),
         "tag": args.tag,
         "curve_label": "sampled return (training rollouts)", "expert_label": "scripted expert",

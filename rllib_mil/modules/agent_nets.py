@@ -6,6 +6,7 @@ nothing but (o_i, i) (and, for the GRU variant, agent i's own observation histor
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -131,7 +132,7 @@ class FactoredLogits(nn.Module):
         if not factors or any(f < 1 for f in factors):
             raise ValueError(f"action factors must be positive integers, got {factors}")
         self.factors = factors
-        flat = torch.arange(int(torch.tensor(factors).prod()))  # (A,)
+        flat = torch.arange(math.prod(factors))  # (A,)
         offsets, radix, index = 0, 1, []
         for f in factors:
             index.append(offsets + (flat // radix) % f)  # (A,): position of a_k among the concatenated heads
