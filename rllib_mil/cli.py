@@ -336,7 +336,7 @@ def cmd_demos_collect(args) -> int:
     # collect_demos checks the expert (env, algorithm, obs shapes) before any runner starts.
     t0 = time.perf_counter()
     path = collect_demos(args.env, env_config, args.expert, args.episodes, args.seed, args.out,
-                         num_env_runners=args.num_env_runners, stochastic=args.stochastic)
+                         num_env_runners=args.num_env_runners, stochastic=args.stochastic, epsilon=args.epsilon)
     elapsed = time.perf_counter() - t0
     print(f"wrote {path}: {args.episodes} episodes in {elapsed:.1f} s ({args.episodes / elapsed:.1f} episodes/s, "
           f"{args.num_env_runners or 'no'} env runners)")
@@ -420,6 +420,9 @@ def make_parser() -> argparse.ArgumentParser:
     dc.add_argument("--out", required=True, help="Parquet file to write (atomically)")
     dc.add_argument("--stochastic", action="store_true",
                     help="sample the checkpoint expert's actions instead of taking its greedy ones")
+    dc.add_argument("--epsilon", type=float, default=0.0,
+                    help="chance that an agent takes a random available action instead of the expert's, per step "
+                         "(demonstrations of graded quality, e.g. for `rllib rewards export`)")
     dc.add_argument("--num-env-runners", type=int, default=0,
                     help="parallel Ray workers (1 CPU each); 0 = collect in this process")
     dc.add_argument("--address", default=None, help="Ray cluster to run the env runners on (default: local)")
@@ -435,7 +438,10 @@ def make_parser() -> argparse.ArgumentParser:
     rx = rw_sub.add_parser("export", help="recovered per-agent rewards on demonstrations, beside the true ones, and "
                                           "their Pearson correlation per agent")
     rx.add_argument("checkpoint")
-    rx.add_argument("--demos", required=True, help="demonstrations (Parquet) of the checkpoint's env")
+    rx.add_argument("--demos", required=True, nargs="+",
+                    help="episodes (Parquet) of the checkpoint's env; several files are pooled. Mix qualities "
+                         "(expert, `demos collect --epsilon 0.5`, `--expert random`): on expert episodes alone an "
+                         "inverse soft-Q reward is nearly constant by construction")
     rx.add_argument("--out", default=None, help="output Parquet (default: inside the checkpoint folder)")
     rx.set_defaults(func=cmd_rewards_export)
 

@@ -97,6 +97,17 @@ def test_parallel_collection_equals_serial(collected, stochastic):
     assert {k: serial.metadata[k] for k in meta_keys} == {k: parallel.metadata[k] for k in meta_keys}
 
 
+def test_noisy_expert_parallel_equals_serial(ray_session, tmp_path):
+    """`--epsilon`: the noise is drawn from episode k's own rng, so Ray env runners record what one process does;
+    the metadata names the noise."""
+    paths = [collect_demos(SPREAD, {}, "scripted", 4, 3, tmp_path / f"r{r}.parquet", num_env_runners=r,
+                           epsilon=0.5) for r in (0, 2)]
+    serial, parallel = (read_demos(p) for p in paths)
+    for name, a in serial.columns().items():
+        np.testing.assert_array_equal(a, parallel.columns()[name], err_msg=name)
+    assert serial.metadata[S.META_EXPERT] == parallel.metadata[S.META_EXPERT] == "scripted+epsilon0.5"
+
+
 # ------------------------------------------------------------------------------------------------ bad input
 def test_checkpoint_for_another_env(mappo_checkpoint, tmp_path):
     out = tmp_path / "d.parquet"

@@ -65,6 +65,38 @@ def test_experts_respect_mask_and_are_functions_of_obs():
         make_expert("oracle", env)
 
 
+def test_reference_expert_treats_unknown_words_as_silence():
+    """Words 3-9 name no landmark; the scripted listener heads for the landmarks' centroid, as before any word."""
+    env = make_team_env("mpe/simple_reference")
+    obs, _ = env.reset(seed=0)
+    expert = make_expert("scripted", env)
+    silent = expert.act(obs, np.random.default_rng(0))
+    for word in (3, 9):
+        heard = {k: v.copy() for k, v in obs.items()}
+        heard["obs"][:, 11 + word] = 1.0
+        np.testing.assert_array_equal(expert.act(heard, np.random.default_rng(0)), silent)
+
+
+def test_noisy_expert_mixes_random_actions_at_rate_epsilon():
+    from rllib_mil.data.experts import NoisyExpert
+
+    env = make_team_env("mpe/simple_speaker_listener")
+    obs, _ = env.reset(seed=0)
+    scripted = make_expert("scripted", env)
+    want = scripted.act(obs, np.random.default_rng(0))
+    np.testing.assert_array_equal(NoisyExpert(scripted, 0.0).act(obs, np.random.default_rng(0)), want)
+    rng = np.random.default_rng(1)
+    acts = np.stack([NoisyExpert(scripted, 0.5).act(obs, rng) for _ in range(2000)])  # (2000, 2)
+    mask = np.asarray(obs[ACTION_MASK]) > 0
+    assert all(mask[i, acts[:, i]].all() for i in range(2))  # only available actions
+    # P(action != expert's) = epsilon * (1 - 1/|available|): 0.5 * 2/3 for the speaker, 0.5 * 4/5 for the listener
+    np.testing.assert_allclose((acts != want).mean(axis=0), [1 / 3, 0.4], atol=0.04)
+    assert NoisyExpert(scripted, 0.5).name == "scripted+epsilon0.5"
+    for bad in (-0.1, 1.5, True, "0.3"):
+        with pytest.raises(ValueError, match=r"epsilon must be a number in \[0, 1\]"):
+            NoisyExpert(scripted, bad)
+
+
 # ------------------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
 def sl_path(tmp_path_factory):

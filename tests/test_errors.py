@@ -85,6 +85,13 @@ def cases(tmp):
         ("unwritable storage path", exp(), ["--storage-path", "/proc/rllib_results"], ["not writable",
                                                                                       "--storage-path"]),
         ("too few CPUs for one trial", exp(num_env_runners=8), None, ["needs", "CPU", "num_env_runners"]),
+        ("unknown MAPPO credit", {"bad-input": {"run": "MAPPO", "env": "mpe/simple_reference",
+                                                "stop": {"training_iteration": 1},
+                                                "config": {"credit": "speaker", "num_env_runners": 0}}}, None,
+         ["`credit`", "'team'", "'agent'"]),
+        ("noise level out of range (`rllib demos collect --epsilon`)", None,
+         ["demos", "collect", "--env", "mpe/simple_spread", "--episodes", "1", "--epsilon", "1.5", "--out",
+          str(tmp / "noisy.parquet")], ["epsilon must be a number in [0, 1]"]),
         ("damaged checkpoint (`rllib evaluate`)", None, ["evaluate", str(corrupt)], ["damaged or unreadable"]),
         ("not a checkpoint (`rllib evaluate`)", None, ["evaluate", str(tmp)], ["not an RLlib algorithm checkpoint"]),
     ], train

@@ -13,7 +13,7 @@ import rllib_mil  # noqa: F401
 from rllib_mil.algorithms.mamql import MAMQLConfig
 from rllib_mil.algorithms.mamql.mamql_loss import reward_recovery_loss
 from rllib_mil.envs import ACTION_MASK, OBS, STATE, make_team_env
-from rllib_mil.rewards import RECOVERED, TRUE, pearson, recovered_rewards, torch_pearson
+from rllib_mil.rewards import RECOVERED, SOURCE, TRUE, pearson, recovered_rewards, torch_pearson
 from test_cli import explain, run_cli
 
 REFERENCE = "mpe/simple_reference"  # the agents' own rewards differ (general-sum view of a team game)
@@ -40,6 +40,29 @@ def test_reward_recovery_loss_by_hand():
     assert pred.grad is not None and not q.requires_grad
     with pytest.raises(ValueError, match="must be"):
         reward_recovery_loss(pred, q, v, torch.zeros(3), 0.5)
+
+
+def test_state_reward_form_fits_a_shaped_reward_of_the_state_reached(build):
+    """reward_form="state": the fitted quantity is g_i(s') + γ(1 − d)·h_i(s') − h_i(s) (no bootstrap where
+    terminated), the recovered reward is g_i(s') alone, and training fits it; an unknown form is refused."""
+    algo = build(small_config(reward_form="state", gamma=0.9))
+    module = algo.learner_group._learner.module["default_policy"]
+    torch.manual_seed(0)
+    s, s2 = torch.randn(5, module.state_dim), torch.randn(5, module.state_dim)
+    a, done = torch.zeros(5, module.n_agents, dtype=torch.long), torch.tensor([0.0, 0.0, 1.0, 0.0, 1.0])
+    with torch.no_grad():
+        g = module.rewards(s, a, s2)  # (5, n)
+        h = lambda x: module._per_agent(module.shaping_net, x)  # noqa: E731
+        want = g + 0.9 * (1.0 - done)[:, None] * h(s2) - h(s)
+        assert torch.allclose(module.fitted_rewards(s, a, s2, done, 0.9), want)
+        assert torch.allclose(module.rewards(s, a + 1, s2), g)  # no action input
+    with pytest.raises(ValueError, match="next_state"):
+        module.rewards(s, a)
+    for _ in range(4):
+        result = algo.train()
+    assert np.isfinite(float(result["learners"]["default_policy"]["reward_mse"]))
+    with pytest.raises(ValueError, match="reward_form"):
+        small_config(reward_form="potential").validate()
 
 
 def test_pearson_helpers_agree():
@@ -104,22 +127,46 @@ def test_reward_export_round_trip(build, tmp_path, cli_env):
         algo.train()
     ckpt = str(tmp_path / "ckpt")
     algo.save_to_path(ckpt)
-    demos = ensure_demos(REFERENCE, {}, "scripted", 4, 0)
+    # Three files of different quality, pooled: the expert's episodes, random ones and a noisy expert's (the same
+    # episode ids in each).
+    from rllib_mil.data.demos import collect_demos
+
+    files = [ensure_demos(REFERENCE, {}, "scripted", 4, 0), ensure_demos(REFERENCE, {}, "random", 3, 1),
+             collect_demos(REFERENCE, {}, "scripted", 2, 5, tmp_path / "noisy.parquet", epsilon=0.5)]
     out = str(tmp_path / "rewards.parquet")
-    proc = run_cli(["rewards", "export", ckpt, "--demos", demos, "--out", out], cli_env, timeout=300)
+    proc = run_cli(["rewards", "export", ckpt, "--demos", *files, "--out", out], cli_env, timeout=300)
     assert proc.returncode == 0, explain(proc)
     report = json.loads(proc.stdout[proc.stdout.index("{"):])
-    d = read_demos(demos)
-    n = d.agent_rewards.shape[1]
+    ds = [read_demos(f) for f in files]
+    n = ds[0].agent_rewards.shape[1]
     table = pq.read_table(out).to_pandas()
-    assert len(table) == len(d) * n
-    np.testing.assert_allclose(table[TRUE].to_numpy().reshape(-1, n), d.agent_rewards, rtol=1e-6)
+    assert len(table) == sum(len(d) for d in ds) * n and report["episodes"] == 4 + 3 + 2
+    true = np.concatenate([d.agent_rewards for d in ds])  # (N, n)
+    np.testing.assert_allclose(table[TRUE].to_numpy().reshape(-1, n), true, rtol=1e-6)
+    np.testing.assert_array_equal(table[SOURCE].to_numpy()[::n], np.repeat([0, 1, 2], [len(d) for d in ds]))
     module = algo.learner_group._learner.module["default_policy"]
-    want = recovered_rewards(module, d.state, d.actions)
-    np.testing.assert_allclose(table[RECOVERED].to_numpy().reshape(-1, n), want, rtol=1e-4, atol=1e-5)
+    want = [recovered_rewards(module, d.state, d.actions, d.next_state) for d in ds]
+    np.testing.assert_allclose(table[RECOVERED].to_numpy().reshape(-1, n), np.concatenate(want), rtol=1e-4,
+                               atol=1e-5)
     names = make_team_env(REFERENCE).agent_names
+    # Episode returns by hand: sum each (file, episode)'s steps.
+    ret = {(f, e): np.zeros((2, n)) for f, d in enumerate(ds) for e in np.unique(d.episode_id)}
+    for f, d in enumerate(ds):
+        for row in range(len(d)):
+            ret[f, d.episode_id[row]] += [want[f][row], d.agent_rewards[row]]
+    rec_ret, true_ret = np.array([v[0] for v in ret.values()]), np.array([v[1] for v in ret.values()])
     for i, name in enumerate(names):
-        assert report["pearson"][name] == pytest.approx(pearson(want[:, i], d.agent_rewards[:, i]), abs=1e-4)
+        assert report["pearson"][name] == pytest.approx(pearson(np.concatenate(want)[:, i], true[:, i]), abs=1e-4)
+        assert report["pearson_return"][name] == pytest.approx(pearson(rec_ret[:, i], true_ret[:, i]), abs=1e-4)
+        set_means = []
+        for f, d in enumerate(ds):
+            got, rows = report["per_file"][f], [k[0] == f for k in ret]
+            set_means.append((rec_ret[rows, i].mean(), true_ret[rows, i].mean()))
+            assert got["true_return"][name] == pytest.approx(set_means[-1][1], rel=1e-5)
+            assert got["recovered_return"][name] == pytest.approx(set_means[-1][0], rel=1e-4, abs=1e-5)
+        m = np.array(set_means)
+        assert report["pearson_sets"][name] == pytest.approx(pearson(m[:, 0], m[:, 1]), abs=1e-4)
+    assert [p["expert"] for p in report["per_file"]] == ["scripted", "random", "scripted+epsilon0.5"]
     # A checkpoint without reward networks is refused with a message.
     from rllib_mil.algorithms.mifq import MIFQConfig
 
@@ -127,5 +174,5 @@ def test_reward_export_round_trip(build, tmp_path, cli_env):
                                                                 num_updates_per_iteration=1))
     mifq.train()
     mifq.save_to_path(str(tmp_path / "mifq"))
-    bad = run_cli(["rewards", "export", str(tmp_path / "mifq"), "--demos", demos], cli_env, timeout=300)
+    bad = run_cli(["rewards", "export", str(tmp_path / "mifq"), "--demos", files[0]], cli_env, timeout=300)
     assert bad.returncode != 0 and "reward networks" in bad.stderr + bad.stdout, explain(bad)

@@ -104,8 +104,70 @@ def test_huber_value_loss_and_cap():
 def test_shape_errors_name_the_tensor():
     with pytest.raises(ValueError, match="advantages"):
         mappo_loss(logits=torch.zeros(3, 2, 4), old_logits=torch.zeros(3, 2, 4), actions=torch.zeros(3, 2),
+                   advantages=torch.zeros(3, 5), values=torch.zeros(3), value_targets=torch.zeros(3), valid=None,
+                   **KW)
+    with pytest.raises(ValueError, match="got values"):  # per-agent advantages need per-agent values
+        mappo_loss(logits=torch.zeros(3, 2, 4), old_logits=torch.zeros(3, 2, 4), actions=torch.zeros(3, 2),
                    advantages=torch.zeros(3, 2), values=torch.zeros(3), value_targets=torch.zeros(3), valid=None,
                    **KW)
+
+
+def test_agent_credit_gives_each_agent_its_own_advantage_and_value():
+    """credit="agent": agent i's surrogate uses Â_i, and the value loss averages over steps and agents."""
+    logits = torch.tensor([[[1.0, 0.0, -1.0], [0.2, 0.3, 0.1]]], requires_grad=True)  # (1, 2, 3)
+    old = torch.tensor([[[0.9, 0.0, -1.0], [0.2, 0.3, 0.1]]])  # ratios inside the clip range
+    adv, v, target = torch.tensor([[2.0, -1.0]]), torch.tensor([[0.5, 0.0]]), torch.tensor([[1.5, 2.0]])
+    loss, terms = mappo_loss(logits=logits, old_logits=old, actions=torch.tensor([[0, 2]]), advantages=adv,
+                             values=v, value_targets=target, valid=None, **KW)
+    surr = []
+    for i, a in enumerate([0, 2]):
+        lp, olp = _log_softmax(logits[0, i].detach().numpy()), _log_softmax(old[0, i].numpy())
+        ratio, A = math.exp(lp[a] - olp[a]), adv[0, i].item()
+        surr.append(min(ratio * A, min(max(ratio, 0.8), 1.2) * A))
+    assert terms["policy_loss"].item() == pytest.approx(-np.mean(surr), rel=1e-6)
+    assert terms["vf_loss"].item() == pytest.approx(np.mean([0.5 * 1.0**2, 0.5 * 2.0**2]))
+    # Agent 1's advantage is negative: its gradient pushes its action's logit down, agent 0's up.
+    logits.grad = None
+    loss.backward()
+    assert logits.grad[0, 0, 0] < 0 < logits.grad[0, 1, 2]
+
+
+def test_agent_gae_matches_a_hand_recursion():
+    """Per-agent GAE (RLlib's recursion, one column per agent), over a terminated episode of 3 steps + its
+    bootstrap row and a truncated chunk of 2 steps + its bootstrap row."""
+    from rllib_mil.algorithms.mappo.agent_credit import agent_gae
+
+    gamma, lam = 0.9, 0.8
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(7, 2)).astype(np.float32)
+    rewards = rng.normal(size=(7, 2)).astype(np.float32)
+    rewards[[3, 6]] = 0.0  # bootstrap rows carry no reward
+    term = np.array([0, 0, 1, 0, 0, 0, 0], np.float32)
+    trunc = np.array([0, 0, 0, 0, 0, 1, 0], np.float32)
+    adv, targets = agent_gae(values, rewards, term, trunc, gamma, lam)
+    want = np.zeros((7, 2))
+    for lo, hi, last_v_valid in ((0, 3, False), (4, 6, True)):  # real rows of each chunk
+        for i in range(2):
+            run = 0.0
+            for t in reversed(range(lo, hi)):
+                v_next = values[t + 1, i] if (t + 1 < hi or last_v_valid) else 0.0
+                run = rewards[t, i] + gamma * v_next - values[t, i] + gamma * lam * run
+                want[t, i] = run
+    real = [0, 1, 2, 4, 5]
+    np.testing.assert_allclose(targets[real], want[real] + values[real], rtol=1e-5, atol=1e-5)
+    raw = targets - values
+    np.testing.assert_allclose(adv, (raw - raw.mean()) / raw.std(), rtol=1e-5, atol=1e-5)
+
+
+def test_episode_agent_rewards_align_with_steps():
+    from rllib_mil.algorithms.mappo.agent_credit import episode_agent_rewards
+    from rllib_mil.envs import INFO_AGENT_REWARDS
+
+    infos = [{}, {INFO_AGENT_REWARDS: [1.0, 2.0]}, {INFO_AGENT_REWARDS: [3.0, 4.0]}, {INFO_AGENT_REWARDS: [3.0, 4.0]}]
+    # 2 real steps (rewards in infos[1], infos[2]) + PPO's bootstrap row (reward 0)
+    np.testing.assert_array_equal(episode_agent_rewards(infos, 3), [[1, 2], [3, 4], [0, 0]])
+    with pytest.raises(ValueError, match="credit='team'"):
+        episode_agent_rewards([{}, {}, {}], 3)
 
 
 def test_value_normalizer():

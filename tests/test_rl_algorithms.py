@@ -235,3 +235,38 @@ def test_factored_actions_on_simple_reference(build):
     assert actions.shape == (10, 2) and actions.min() >= 0 and actions.max() < 50
     with pytest.raises(Exception, match=r"describe 25 actions, but the env has 50"):
         build(make_config("MAPPO", env="mpe/simple_reference", action_factors=[5, 5]))
+
+
+def test_agent_credit_on_simple_reference(build):
+    """`credit: agent`: the critic has one head per agent, the learner pipeline adds the env's per-agent rewards
+    (row-aligned with the steps) and replaces RLlib's GAE with per-agent GAE, so the batch holds (B, n)
+    advantages and value targets; training runs and the team reward is unchanged."""
+    from ray.rllib.connectors.learner import GeneralAdvantageEstimation
+    from ray.rllib.evaluation.postprocessing import Postprocessing
+
+    from rllib_mil.algorithms.mappo.agent_credit import AgentGAE
+    from rllib_mil.data.schema import AGENT_REWARDS
+    from rllib_mil.envs import INFO_AGENT_REWARDS
+
+    algo = build(make_config("MAPPO", env="mpe/simple_reference", credit="agent"))
+    learner = algo.learner_group._learner
+    assert learner_module(algo).critic[-1].out_features == 2
+    pieces = [type(c) for c in learner._learner_connector.connectors]
+    assert AgentGAE in pieces and GeneralAdvantageEstimation not in pieces
+    episodes = algo.env_runner.sample(num_timesteps=100, random_actions=True)
+    want = np.concatenate([
+        np.vstack([np.stack([info[INFO_AGENT_REWARDS] for info in e.get_infos()[1:]]), np.zeros((1, 2))])
+        for e in episodes
+    ])  # each chunk's steps + PPO's bootstrap row
+    team = np.concatenate([np.append(e.get_rewards(), 0.0) for e in episodes])
+    batch = learner._learner_connector(rl_module=learner.module, episodes=episodes, batch={},
+                                       metrics=learner.metrics)[MODULE_ID]
+    np.testing.assert_allclose(batch[AGENT_REWARDS].numpy(), want, rtol=1e-6)
+    np.testing.assert_allclose(want.mean(axis=1), team, rtol=1e-5, atol=1e-6)  # the team reward is their mean
+    n_rows = len(want)
+    assert batch[Postprocessing.ADVANTAGES].shape == (n_rows, 2) == batch[Postprocessing.VALUE_TARGETS].shape
+    assert not torch.allclose(batch[Postprocessing.ADVANTAGES][:, 0], batch[Postprocessing.ADVANTAGES][:, 1])
+    result = algo.train()
+    assert math.isfinite(result["learners"][MODULE_ID]["vf_loss"])
+    with pytest.raises(ValueError, match="credit"):
+        make_config("MAPPO", credit="joint").validate()

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rllib_mil.data import schema as S
-from rllib_mil.data.experts import (EXPERT_NAMES, Expert, episode_rng, load_checkpoint_expert, make_expert,
+from rllib_mil.data.experts import (EXPERT_NAMES, Expert, NoisyExpert, episode_rng, load_checkpoint_expert, make_expert,
                                     play_episode)
 from rllib_mil.envs.contract import ACTION_MASK, INFO_AGENT_REWARDS, OBS, STATE
 
@@ -141,11 +141,16 @@ def _build_table(cols: dict[str, np.ndarray], metadata: dict[str, Any]) -> pa.Ta
     return table.replace_schema_metadata({k: json.dumps(v) for k, v in metadata.items()})
 
 
-def resolve_expert(expert, env, stochastic: bool = False) -> tuple[Expert, str]:
+def resolve_expert(expert, env, stochastic: bool = False, epsilon: float = 0.0) -> tuple[Expert, str]:
     """(Expert, its name for the metadata) from "scripted" / "random" / a checkpoint path / an Expert.
 
     ``stochastic`` samples a checkpoint policy's actions instead of taking its greedy ones; scripted and random
-    experts have one way of acting only."""
+    experts have one way of acting only. ``epsilon`` > 0 replaces each agent's action by a random available one
+    with that probability (:class:`NoisyExpert`)."""
+    if epsilon:
+        actor, _ = resolve_expert(expert, env, stochastic)
+        noisy = NoisyExpert(actor, epsilon)
+        return noisy, noisy.name
     if isinstance(expert, (str, os.PathLike)) and str(expert) in EXPERT_NAMES:
         if stochastic:
             raise ValueError(f"stochastic expert actions apply to checkpoint experts, not to {str(expert)!r}")
@@ -159,7 +164,8 @@ def resolve_expert(expert, env, stochastic: bool = False) -> tuple[Expert, str]:
 
 
 def _collect_episodes(env_id: str, env_config: dict | None, expert, stochastic: bool, seed: int,
-                      ks: list[int], single_thread: bool = False) -> tuple[dict[str, np.ndarray], list, list]:
+                      ks: list[int], single_thread: bool = False,
+                      epsilon: float = 0.0) -> tuple[dict[str, np.ndarray], list, list]:
     """Episodes ``ks`` (reset with ``seed + k``, acted with ``episode_rng(seed, k)``) as schema columns, plus
     their returns and win flags. Runs in-process or as a Ray task (one per env runner)."""
     from rllib_mil.envs.registry import make_team_env
@@ -170,7 +176,7 @@ def _collect_episodes(env_id: str, env_config: dict | None, expert, stochastic: 
         torch.set_num_threads(1)
     env = make_team_env(env_id, env_config)
     try:
-        actor, _ = resolve_expert(expert, env, stochastic)
+        actor, _ = resolve_expert(expert, env, stochastic, epsilon)
         rows: dict[str, list] = {name: [] for name in S.COLUMNS}
         returns, wins = [], []
         for k in ks:
@@ -198,7 +204,7 @@ def _collect_episodes(env_id: str, env_config: dict | None, expert, stochastic: 
     return cols, returns, wins
 
 
-def _collect_parallel(env_id, env_config, expert, stochastic, seed, episodes, num_env_runners):
+def _collect_parallel(env_id, env_config, expert, stochastic, seed, episodes, num_env_runners, epsilon=0.0):
     """Split the episodes into ``num_env_runners`` contiguous chunks, one Ray task (1 CPU) each."""
     import ray
 
@@ -206,7 +212,7 @@ def _collect_parallel(env_id, env_config, expert, stochastic, seed, episodes, nu
         ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=True, include_dashboard=False)
     chunks = [c.tolist() for c in np.array_split(np.arange(episodes), num_env_runners) if c.size]
     task = ray.remote(num_cpus=1, max_retries=0)(_collect_episodes)
-    refs = [task.remote(env_id, env_config, expert, stochastic, seed, ks, True) for ks in chunks]
+    refs = [task.remote(env_id, env_config, expert, stochastic, seed, ks, True, epsilon) for ks in chunks]
     try:
         parts = ray.get(refs)
     except BaseException:
@@ -250,14 +256,16 @@ def score_reference(path: str | os.PathLike) -> tuple[float, float] | None:
 
 
 def collect_demos(env_id: str, env_config: dict | None, expert, episodes: int, seed: int,
-                  out_path: str | os.PathLike, *, num_env_runners: int = 0, stochastic: bool = False) -> str:
+                  out_path: str | os.PathLike, *, num_env_runners: int = 0, stochastic: bool = False,
+                  epsilon: float = 0.0) -> str:
     """Roll out ``expert`` ("scripted", "random", a checkpoint path or an :class:`Expert`) for ``episodes``
     episodes of ``env_id`` and write them to ``out_path`` atomically. Returns the path.
 
     Episode k is reset with seed ``seed + k`` (one seed per trajectory, as in the MIFQ paper §5.2) and acted
     with ``episode_rng(seed, k)``, so the data do not depend on ``num_env_runners``: 0 collects in this
     process, N > 0 in N parallel Ray tasks (joining the cluster at ``RAY_ADDRESS`` or starting a local one).
-    ``stochastic``: sample a checkpoint expert's actions instead of taking its greedy ones.
+    ``stochastic``: sample a checkpoint expert's actions instead of taking its greedy ones. ``epsilon``: each
+    agent takes a random available action with this probability at every step (graded-quality data).
 
     The file is written to a temp file in the same directory and renamed into place, so an interrupted or
     failed collection never leaves a partial dataset under ``out_path``."""
@@ -274,7 +282,7 @@ def collect_demos(env_id: str, env_config: dict | None, expert, episodes: int, s
     env = make_team_env(env_id, env_config)
     try:
         # Resolve (and check) the expert here, so a bad checkpoint fails before any worker starts.
-        actor, expert_name = resolve_expert(expert, env, stochastic)
+        actor, expert_name = resolve_expert(expert, env, stochastic, epsilon)
     finally:
         env.close()
     tmp = _open_temp(out_path)  # fail before spending time on rollouts if the directory is unwritable
@@ -284,9 +292,10 @@ def collect_demos(env_id: str, env_config: dict | None, expert, episodes: int, s
                                                     list(range(episodes)))
         else:
             # Workers rebuild the expert from its name/path (small to ship); Expert instances are pickled.
-            spec = str(expert) if isinstance(expert, (str, os.PathLike)) else actor
+            # (the noise is applied there too: `actor` already wraps an Expert instance in it)
+            spec, eps = (str(expert), epsilon) if isinstance(expert, (str, os.PathLike)) else (actor, 0.0)
             cols, returns, wins = _collect_parallel(env_id, env.env_config, spec, stochastic, seed, episodes,
-                                                    num_env_runners)
+                                                    num_env_runners, eps)
         returns = np.asarray(returns)
         # Random play on the first episodes' seeds: the 0 of expert-normalized scores.
         ks = list(range(min(episodes, RANDOM_REFERENCE_EPISODES)))

@@ -85,6 +85,28 @@ class RandomExpert(Expert):
         return out
 
 
+class NoisyExpert(Expert):
+    """Another expert whose agents each take a uniformly random available action with probability ``epsilon``
+    at every step: demonstrations of graded quality (reward-recovery checks, imitation from imperfect data)."""
+
+    def __init__(self, inner: Expert, epsilon: float):
+        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not 0.0 <= float(epsilon) <= 1.0:
+            raise ValueError(f"epsilon must be a number in [0, 1] (the chance of a random action per agent and "
+                             f"step), got {epsilon!r}")
+        self.inner, self.epsilon = inner, float(epsilon)
+        self.name = f"{getattr(inner, 'name', type(inner).__name__)}+epsilon{self.epsilon:g}"
+
+    def act(self, team_obs, rng):
+        actions = np.array(self.inner.act(team_obs, rng), dtype=np.int64)  # (n,)
+        mask = np.asarray(team_obs[ACTION_MASK]) > 0  # (n, A)
+        for i in np.flatnonzero(rng.random(actions.shape[0]) < self.epsilon):
+            actions[i] = rng.choice(np.flatnonzero(mask[i]))
+        return actions
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+
 class MovePlanner:
     """Short-horizon model-predictive steering under MPE's damped point-mass dynamics.
 
@@ -230,7 +252,9 @@ class ReferenceExpert(Expert):
             partner_goal = row[8:11]
             heard = row[11:21]
             say = int(np.argmax(partner_goal)) if partner_goal.max() > 0 else 0
-            target = lm_rel[int(np.argmax(heard))] if heard.max() > 0.5 else lm_rel.mean(axis=0)
+            word = int(np.argmax(heard)) if heard.max() > 0.5 else -1
+            # Words 3-9 name no landmark (a noisy or learned partner may say them): treat them as silence.
+            target = lm_rel[word] if 0 <= word < len(lm_rel) else lm_rel.mean(axis=0)
             out[i] = self.planner(target, vel) + self.N_MOVES * say
         return out
 

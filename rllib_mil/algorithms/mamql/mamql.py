@@ -44,14 +44,20 @@ class MAMQLConfig(MIFQConfig):
         # Reward networks R_i(s, a) (state + one-hot joint action + agent id): MLP sizes and loss weight.
         self.reward_hidden = [128, 128]
         self.reward_coef = 1.0
+        # Form of the recovered reward. "state_action" (the paper's): R_i(s, a) fitted to r_i. "state": a reward of the
+        # state reached, g_i(s'), plus a shaping term, fitted as g_i(s') + gamma (1 - d) h_i(s') - h_i(s) ~ r_i (AIRL's
+        # disentangled reward): an inverse soft-Q reward is defined only up to such shaping, which h absorbs, so g
+        # can track a true reward of the state (MPE's distances); `rllib rewards export` reports g_i(s').
+        self.reward_form = "state_action"
         # __sphinx_doc_end__
         # fmt: on
 
     @override(AlgorithmConfig)
-    def training(self, *, reward_hidden=NotProvided, reward_coef: Optional[float] = NotProvided, **kwargs) -> Self:
+    def training(self, *, reward_hidden=NotProvided, reward_coef: Optional[float] = NotProvided,
+                 reward_form: Optional[str] = NotProvided, **kwargs) -> Self:
         """Sets MAMQL's settings (and every MIFQConfig.training() one)."""
         super().training(**kwargs)
-        set_provided(self, reward_hidden=reward_hidden, reward_coef=reward_coef)
+        set_provided(self, reward_hidden=reward_hidden, reward_coef=reward_coef, reward_form=reward_form)
         return self
 
     @override(AlgorithmConfig)
@@ -62,6 +68,9 @@ class MAMQLConfig(MIFQConfig):
                               f"{self.mixer!r}. For a team mixer use MIFQ.")
         if not (isinstance(self.reward_coef, (int, float)) and self.reward_coef >= 0):
             self._value_error(f"`reward_coef` must be a number >= 0 (0 = no reward recovery), got {self.reward_coef!r}.")
+        if self.reward_form not in ("state_action", "state"):
+            self._value_error(f"`reward_form` must be 'state_action' (R_i(s, a), the paper's) or 'state' (g_i(s') plus "
+                              f"a shaping term), got {self.reward_form!r}.")
         if not (isinstance(self.reward_hidden, (list, tuple)) and all(isinstance(h, int) and h > 0
                                                                        for h in self.reward_hidden)):
             self._value_error(f"`reward_hidden` must be a list of layer sizes, e.g. [128, 128]; got "
@@ -76,7 +85,8 @@ class MAMQLConfig(MIFQConfig):
     @property
     @override(AlgorithmConfig)
     def _model_config_auto_includes(self):
-        return super()._model_config_auto_includes | {"reward_hidden": list(self.reward_hidden)}
+        return super()._model_config_auto_includes | {"reward_hidden": list(self.reward_hidden),
+                                                      "reward_form": self.reward_form}
 
     @override(AlgorithmConfig)
     def get_default_learner_class(self) -> Union[Type[Learner], str]:

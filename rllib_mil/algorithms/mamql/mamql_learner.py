@@ -19,8 +19,10 @@ class MAMQLTorchLearner(MIFQTorchLearner):
     @override(MIFQTorchLearner)
     def extra_loss(self, module, config, batch, rows, q_taken: torch.Tensor, v_next: torch.Tensor):
         # Rows: expert and replay transitions alike (whichever entered this update).
-        r_pred = module.rewards(rows.state, rows.actions)  # (B, n)
-        mse, _ = reward_recovery_loss(r_pred, q_taken, v_next, rows.done, config.gamma)
+        # (B, n): R_i(s, a), or g_i(s') + γ(1 − d)·h_i(s') − h_i(s) with reward_form="state"
+        r_fit = module.fitted_rewards(rows.state, rows.actions, rows.state_next, rows.done, config.gamma)
+        mse, _ = reward_recovery_loss(r_fit, q_taken, v_next, rows.done, config.gamma)
+        r_pred = module.rewards(rows.state, rows.actions, rows.state_next)  # (B, n): the recovered reward itself
         terms = {REWARD_MSE: mse.detach(), RECOVERED_REWARD_MEAN: r_pred.detach().mean()}
         # (Br, n): the replay rows' true per-agent rewards (env info -> TeamEpisodeReplayBuffer); absent offline.
         true = batch.get(AGENT_REWARDS)

@@ -62,6 +62,11 @@ class MAPPOConfig(PPOConfig):
         self.value_normalization = True
         # Huber loss threshold of the value loss (normalised units); None = squared error.
         self.vf_huber_delta = 10.0
+        # Credit: "team" = one advantage from the team reward for every agent (MAPPO); "agent" = each agent's
+        # advantage from its own reward (info["agent_rewards"]) and its own value head V_i(s) on the central critic
+        # (agent_credit.py). "agent" gives a speaker credit for what its words make the partner do (MPE
+        # simple_reference); with identical per-agent rewards (SMAX) it equals "team" up to the critic's heads.
+        self.credit = "team"
         # __sphinx_doc_end__
         # fmt: on
         # Overrides of PPO defaults (MAPPO's MPE settings, scaled to a few CPUs).
@@ -104,6 +109,7 @@ class MAPPOConfig(PPOConfig):
         critic_hidden=NotProvided,
         value_normalization: Optional[bool] = NotProvided,
         vf_huber_delta: Optional[float] = NotProvided,
+        credit: Optional[str] = NotProvided,
         **kwargs,
     ) -> Self:
         """Sets MAPPO's settings (see ``__init__``) and PPO's (passed through)."""
@@ -120,6 +126,7 @@ class MAPPOConfig(PPOConfig):
             critic_hidden=critic_hidden,
             value_normalization=value_normalization,
             vf_huber_delta=vf_huber_delta,
+            credit=credit,
         )
         return self
 
@@ -143,6 +150,12 @@ class MAPPOConfig(PPOConfig):
                 self._value_error(f"`{name}` must be >= 1, got {getattr(self, name)}.")
         if self.vf_huber_delta is not None and not self.vf_huber_delta > 0:
             self._value_error(f"`vf_huber_delta` must be > 0 (or None for squared error), got {self.vf_huber_delta}.")
+        if self.credit not in ("team", "agent"):
+            self._value_error(f"`credit` must be 'team' (one team advantage) or 'agent' (each agent's own reward "
+                              f"and value head), got {self.credit!r}.")
+        if self.credit == "agent" and not self.add_default_connectors_to_learner_pipeline:
+            self._value_error("`credit='agent'` replaces PPO's GAE connector piece; keep "
+                              "`add_default_connectors_to_learner_pipeline=True`.")
         if not self.use_critic or not self.use_gae:
             self._value_error(
                 "MAPPO needs its centralized critic and GAE: keep `use_critic=True` and `use_gae=True`."
@@ -167,6 +180,7 @@ class MAPPOConfig(PPOConfig):
             "max_seq_len": self.max_seq_len,
             "critic_hidden": list(self.critic_hidden),
             "value_normalization": self.value_normalization,
+            "credit": self.credit,
         }
 
     @override(PPOConfig)

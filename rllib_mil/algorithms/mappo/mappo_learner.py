@@ -27,6 +27,19 @@ VALUE_MEAN = "value_mean"
 
 
 class MAPPOTorchLearner(FusedGradientStep, PPOTorchLearner):
+    @override(PPOTorchLearner)
+    def build(self) -> None:
+        super().build()
+        if self.config.credit == "agent" and self._learner_connector is not None:
+            # Per-agent rewards beside RLlib's columns, and per-agent GAE in place of RLlib's (agent_credit.py).
+            from ray.rllib.connectors.learner import AddOneTsToEpisodesAndTruncate, GeneralAdvantageEstimation
+
+            from rllib_mil.algorithms.mappo.agent_credit import AddAgentRewardsToBatch, AgentGAE
+
+            self._learner_connector.insert_after(AddOneTsToEpisodesAndTruncate, AddAgentRewardsToBatch())
+            self._learner_connector.remove(GeneralAdvantageEstimation)
+            self._learner_connector.append(AgentGAE(gamma=self.config.gamma, lambda_=self.config.lambda_))
+
     @override(TorchLearner)
     def compute_loss_for_module(
         self, *, module_id: ModuleID, config, batch: Dict[str, Any], fwd_out: Dict[str, TensorType]
@@ -70,7 +83,8 @@ class MAPPOTorchLearner(FusedGradientStep, PPOTorchLearner):
                 ENTROPY_KEY: terms["entropy"],
                 LEARNER_RESULTS_KL_KEY: terms["mean_kl"],
                 CLIP_FRACTION: terms["clip_fraction"],
-                LEARNER_RESULTS_VF_EXPLAINED_VAR_KEY: explained_variance(sel(targets), sel(values)),
+                LEARNER_RESULTS_VF_EXPLAINED_VAR_KEY: explained_variance(sel(targets).reshape(-1),
+                                                                         sel(values).reshape(-1)),
                 # In env units: comparable with episode returns.
                 VALUE_MEAN: sel(values if normalizer is None else normalizer.denormalize(values)).mean(),
             }

@@ -55,8 +55,9 @@ def mappo_loss(
 
     ``logits`` / ``old_logits (..., n, A)``: current and behaviour per-agent logits, unavailable actions already
     masked to a large negative number (so they carry no probability). ``actions (..., n)``. ``advantages``,
-    ``values`` (critic output, normalised units), ``value_targets`` (same units) and ``valid`` (bool; ``None`` =
-    all rows) are ``(...)``, where ``...`` is (B,) or (B, T) for recurrent batches.
+    ``values`` (critic output, normalised units) and ``value_targets`` (same units) are ``(...)`` with the team
+    advantage or ``(..., n)`` with per-agent credit (each agent's own advantage, value and target); ``valid`` (bool;
+    ``None`` = all rows) is ``(...)``, where ``...`` is (B,) or (B, T) for recurrent batches.
     """
     if logits.shape != old_logits.shape or logits.shape[:-1] != actions.shape:
         raise ValueError(
@@ -64,15 +65,19 @@ def mappo_loss(
             f"and actions {tuple(actions.shape)} (..., n)"
         )
     lead = actions.shape[:-1]
+    # Team credit: one advantage and value per step (...); agent credit: one per agent (..., n).
+    shapes = (lead, actions.shape)
     for name, t in (("advantages", advantages), ("values", values), ("value_targets", value_targets)):
-        if t.shape != lead:
-            raise ValueError(f"mappo_loss: {name} must have shape {tuple(lead)}, got {tuple(t.shape)}")
+        if t.shape not in shapes or t.shape != advantages.shape:
+            raise ValueError(f"mappo_loss: advantages, values and value_targets must all have shape {tuple(lead)} "
+                             f"(team credit) or {tuple(actions.shape)} (agent credit), got {name} {tuple(t.shape)}")
 
     logp, log_p = agent_log_probs(logits, actions)  # (..., n), (..., n, A)
     with torch.no_grad():
         old_logp, old_log_p = agent_log_probs(old_logits, actions)  # (..., n), (..., n, A)
     ratio = torch.exp(logp - old_logp)  # (..., n): one ratio per agent
-    adv = advantages.unsqueeze(-1)  # (...) -> (..., 1): the team advantage, shared by all agents
+    # team: (...) -> (..., 1), one advantage shared by all agents; agent credit: already (..., n)
+    adv = advantages if advantages.shape == actions.shape else advantages.unsqueeze(-1)
     surrogate = torch.min(ratio * adv, torch.clamp(ratio, 1.0 - clip_param, 1.0 + clip_param) * adv)  # (..., n)
     policy_loss = -_masked_mean(surrogate, valid)
 
@@ -80,9 +85,8 @@ def mappo_loss(
     entropy = -(probs * log_p).sum(-1)  # (..., n)
     mean_entropy = _masked_mean(entropy, valid)
 
-    err = values - value_targets  # (...)
     if huber_delta is None:
-        vf = 0.5 * err**2
+        vf = 0.5 * (values - value_targets) ** 2  # (...) or (..., n)
     else:
         vf = F.huber_loss(values, value_targets, reduction="none", delta=huber_delta)
     vf_loss = _masked_mean(torch.clamp(vf, max=vf_clip_param), valid)

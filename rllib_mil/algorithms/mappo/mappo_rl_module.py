@@ -34,7 +34,7 @@ class MAPPOTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     actor_hidden (list[int]), critic_hidden (list[int]), activation (str), add_agent_id (bool),
     action_factors (None or list[int]: one logit head per factor, see ``FactoredLogits``),
     use_gru (bool), gru_hidden (int), max_seq_len (int, for RLlib's sequence batching),
-    value_normalization (bool).
+    value_normalization (bool), credit ("team": one value V(s); "agent": one per agent, V_i(s)).
     """
 
     framework: str = "torch"
@@ -72,7 +72,10 @@ class MAPPOTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
                 add_agent_id=mc["add_agent_id"], activation=mc["activation"],
             )
         if not self.inference_only:
-            self.critic = mlp(state_dim, tuple(mc["critic_hidden"]), 1, mc["activation"])
+            # credit "agent": one value head per agent, V_i(s) (agent_credit.py); "team": one V(s)
+            self.agent_values = mc.get("credit", "team") == "agent"
+            n_values = self.n_agents if self.agent_values else 1
+            self.critic = mlp(state_dim, tuple(mc["critic_hidden"]), n_values, mc["activation"])
             self.value_normalizer = ValueNormalizer() if mc["value_normalization"] else None
         self.action_dist_cls = TorchMultiCategorical.get_partial_dist_cls(input_lens=[self.n_actions] * self.n_agents)
 
@@ -120,8 +123,10 @@ class MAPPOTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         return out
 
     def normalized_values(self, batch: Dict[str, Any]) -> torch.Tensor:
-        """Critic output on the global state, ``(...)``; in normalised units when value normalisation is on."""
-        return self.critic(batch[Columns.OBS][STATE]).squeeze(-1)  # (..., s) -> (..., 1) -> (...)
+        """Critic output on the global state, ``(...)`` (``(..., n)`` with per-agent credit); in normalised units
+        when value normalisation is on."""
+        v = self.critic(batch[Columns.OBS][STATE])  # (..., s) -> (..., n or 1)
+        return v if self.agent_values else v.squeeze(-1)  # (..., n) or (...)
 
     @override(ValueFunctionAPI)
     def compute_values(self, batch: Dict[str, Any], embeddings=None) -> torch.Tensor:
