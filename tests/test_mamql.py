@@ -42,10 +42,10 @@ def test_reward_recovery_loss_by_hand():
         reward_recovery_loss(pred, q, v, torch.zeros(3), 0.5)
 
 
-def test_state_reward_form_fits_a_shaped_reward_of_the_state_reached(build):
-    """reward_form="state": the fitted quantity is g_i(s') + γ(1 − d)·h_i(s') − h_i(s) (no bootstrap where
+def test_reward_forms(build):
+    """reward_form="state" (the default): the fitted quantity is g_i(s') + γ(1 − d)·h_i(s') − h_i(s) (no bootstrap where
     terminated), the recovered reward is g_i(s') alone, and training fits it; an unknown form is refused."""
-    algo = build(small_config(reward_form="state", gamma=0.9))
+    algo = build(small_config(gamma=0.9))
     module = algo.learner_group._learner.module["default_policy"]
     torch.manual_seed(0)
     s, s2 = torch.randn(5, module.state_dim), torch.randn(5, module.state_dim)
@@ -63,6 +63,12 @@ def test_state_reward_form_fits_a_shaped_reward_of_the_state_reached(build):
     assert np.isfinite(float(result["learners"]["default_policy"]["reward_mse"]))
     with pytest.raises(ValueError, match="reward_form"):
         small_config(reward_form="potential").validate()
+    # The paper's form: R_i(s, a) reads the joint action, and is what is fitted.
+    paper = build(small_config(reward_form="state_action")).learner_group._learner.module["default_policy"]
+    with torch.no_grad():
+        r = paper.rewards(s, a)
+        assert r.shape == (5, paper.n_agents) and not torch.allclose(paper.rewards(s, a + 1), r)
+        assert torch.equal(paper.fitted_rewards(s, a, s2, done, 0.9), r)
 
 
 def test_pearson_helpers_agree():
