@@ -62,6 +62,8 @@ def run_one(task, seed, args):
     config = config.env_runners(num_env_runners=args.num_env_runners).debugging(seed=seed)
     config.evaluation(evaluation_interval=None)  # evaluated below, on fixed seeds
     algo = config.build_algo()
+    if args.restore:  # continue a saved run (weights, optimizer, env-step counters); --max-steps counts from its start
+        algo.restore_from_path(os.path.abspath(args.restore))
     t0, curve, steps, stop_plateau = time.time(), [], 0, False
     try:
         while not stop_plateau and steps < args.max_steps:
@@ -95,7 +97,7 @@ def run_one(task, seed, args):
         "expert_return_std": res["scripted"][1], "random_return": res["random"][0], "score": score,
         "env_steps": steps, "plateau": stop_plateau, "wall_s": wall, "eval_episodes": args.eval_episodes,
         "checkpoint": os.path.relpath(ckpt, ROOT), "curve": curve, "config": json.loads(args.config),
-        "tag": args.tag,
+        "tag": args.tag, "restored_from": args.restore,
         "curve_label": "sampled return (training rollouts)", "expert_label": "scripted expert",
         "budget": (f"Here 'expert' is the scripted expert and the score compares MAPPO with it. Budget: MAPPO from "
                    f"{TASKS[task]}, trained until the 10-iteration mean return gained < {args.min_delta} over "
@@ -120,6 +122,9 @@ def main(argv=None):
     p.add_argument("--config", default="{}", help="JSON overrides of the tuned example's config, e.g. "
                    "'{\"use_gru\": true}'")
     p.add_argument("--tag", default="", help="label stored in each row (for ablations)")
+    p.add_argument("--restore", default=None,
+                   help="checkpoint of an earlier run of the same task to continue from (e.g. with an annealed lr: "
+                        "--config '{\"lr\": [[0, 7e-4], [5000000, 7e-4], [6000000, 1e-5]]}')")
     p.add_argument("--report", default=None, help="aggregate this .jsonl into --docs instead of running")
     p.add_argument("--docs", default=os.path.join(ROOT, "docs"))
     args = p.parse_args(argv)

@@ -100,6 +100,7 @@ def test_discriminator_separates_expert_from_policy_and_policy_trains_on_its_rew
     ({"disc_activation": "swish2"}, "disc_activation"),
     ({"disc_updates_per_iteration": 0}, "disc_updates_per_iteration"),
     ({"disc_lr": 0.0}, "disc_lr"),
+    ({"credit": "agent"}, "credit='team'"),
 ])
 def test_config_refusals_name_the_fix(bad, match):
     with pytest.raises(ValueError, match=match):

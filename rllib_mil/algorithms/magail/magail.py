@@ -93,6 +93,9 @@ class MAGAILConfig(MAPPOConfig, ImitationConfig):
         if self.offline:
             self._value_error("MAGAIL learns from the contrast between expert rows and the agents' own rollouts: it "
                               "cannot run offline. Set offline=False, or use BC / MIFQ with offline=True.")
+        if self.credit != "team":
+            self._value_error("MAGAIL's discriminator gives one team imitation reward per step, so it trains with "
+                              "`credit='team'`; per-agent credit (`credit='agent'`) would read the env's rewards instead.")
         if self.disc_reward not in REWARD_TYPES:
             self._value_error(f"Unknown `disc_reward`={self.disc_reward!r}; choose one of {list(REWARD_TYPES)}.")
         if self.disc_activation not in ACTIVATIONS:
