@@ -19,10 +19,11 @@ class MAMQLTorchLearner(MIFQTorchLearner):
     @override(MIFQTorchLearner)
     def extra_loss(self, module, config, batch, rows, q_taken: torch.Tensor, v_next: torch.Tensor):
         # Rows: expert and replay transitions alike (whichever entered this update).
-        # (B, n): R_i(s, a), or g_i(s') + γ(1 − d)·h_i(s') − h_i(s) with reward_form="state"
-        r_fit = module.fitted_rewards(rows.state, rows.actions, rows.state_next, rows.done, config.gamma)
-        mse, _ = reward_recovery_loss(r_fit, q_taken, v_next, rows.done, config.gamma)
         r_pred = module.rewards(rows.state, rows.actions, rows.state_next)  # (B, n): the recovered reward itself
+        # What is fitted (module.fitted_rewards): R_i(s, a), or g_i(s') + γ(1 − d)·h_i(s') − h_i(s) (reward_form="state")
+        shaping = module.shaping(rows.state, rows.state_next, rows.done, config.gamma)  # (B, n) or None
+        r_fit = r_pred if shaping is None else r_pred + shaping
+        mse, _ = reward_recovery_loss(r_fit, q_taken, v_next, rows.done, config.gamma)
         terms = {REWARD_MSE: mse.detach(), RECOVERED_REWARD_MEAN: r_pred.detach().mean()}
         # (Br, n): the replay rows' true per-agent rewards (env info -> TeamEpisodeReplayBuffer); absent offline.
         true = batch.get(AGENT_REWARDS)

@@ -44,13 +44,19 @@ class MAMQLTorchRLModule(MIFQTorchRLModule):
         joint = F.one_hot(actions.long(), self.n_actions).to(state.dtype).flatten(-2)  # (B, n, A) -> (B, n*A)
         return self._per_agent(self.reward_net, torch.cat([state, joint], dim=-1))  # (B, s + n*A) -> (B, n)
 
+    def shaping(self, state: torch.Tensor, next_state: torch.Tensor, done: torch.Tensor, gamma: float):
+        """γ(1 − d)·h_i(s') − h_i(s), ``(B, n)``, with ``reward_form="state"``; None for R_i(s, a) (no shaping term)."""
+        if self.reward_form != "state":
+            return None
+        h = self._per_agent(self.shaping_net, torch.cat([state, next_state]))  # one pass: (2B, s) -> (2B, n)
+        h_s, h_next = h.chunk(2)  # (B, n) each
+        return gamma * (1.0 - done.to(state.dtype)).unsqueeze(-1) * h_next - h_s  # (B,) -> (B, 1) broadcast
+
     def fitted_rewards(self, state, actions, next_state, done, gamma: float) -> torch.Tensor:
         """What is fitted to the critic's r_i, ``(B, n)``: R_i(s, a), or g_i(s') + γ(1 − d)·h_i(s') − h_i(s)."""
         r = self.rewards(state, actions, next_state)
-        if self.reward_form != "state":
-            return r
-        keep = gamma * (1.0 - done.to(state.dtype)).unsqueeze(-1)  # (B,) -> (B, 1)
-        return r + keep * self._per_agent(self.shaping_net, next_state) - self._per_agent(self.shaping_net, state)
+        shaping = self.shaping(state, next_state, done, gamma)
+        return r if shaping is None else r + shaping
 
     @override(InferenceOnlyAPI)
     def get_non_inference_attributes(self) -> List[str]:

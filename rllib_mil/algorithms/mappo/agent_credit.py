@@ -53,7 +53,7 @@ class AddAgentRewardsToBatch(ConnectorV2):
         for sa_episode in self.single_agent_episode_iterator(episodes, agents_that_stepped_only=False):
             n = len(sa_episode)
             rewards = episode_agent_rewards(sa_episode.get_infos(), n)
-            self.add_n_batch_items(batch, AGENT_REWARDS, list(rewards), n, sa_episode)
+            self.add_n_batch_items(batch, AGENT_REWARDS, rewards, n, sa_episode)  # (n, agents) as one batched item
         return batch
 
 
