@@ -123,3 +123,34 @@ def test_message_use_mutual_information():
     assert mu.mutual_information(naming) == pytest.approx(math.log2(3))
     assert mu.mutual_information(unrelated) == pytest.approx(0.0, abs=1e-12)
     assert 0 < mu.mutual_information([(0, 0), (0, 0), (1, 1), (1, 0)]) < 1
+
+
+def test_reward_oracle_trains_on_the_env_reward(ray_session):
+    """benchmarks/mifq_reward_oracle.py: soft Q-learning towards the BC prior on the env's team reward, on expert and
+    replay rows (MIFQ's machinery otherwise)."""
+    import math
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from rllib_mil.data.demos import ensure_demos
+
+    _, config_cls = _benchmark_script("mifq_reward_oracle").oracle_classes()
+    demos = ensure_demos("mpe/simple_spread", {}, expert="scripted", episodes=2, seed=0)
+    algo = (config_cls().environment("mpe/simple_spread")
+            .training(expert_data=demos, num_steps_sampled_before_learning_starts=100, expert_batch_size=32,
+                      train_batch_size_per_learner=16)
+            .env_runners(num_env_runners=0, num_envs_per_env_runner=2, rollout_fragment_length=25)
+            .debugging(seed=0).build_algo())
+    try:
+        stats = [algo.train() for _ in range(3)][-1]["learners"]["default_policy"]
+    finally:
+        algo.stop()
+    demo_reward = pq.read_table(demos, columns=["reward"]).column("reward").to_numpy()
+    # The expert rows carry the demonstrations' rewards, the replay rows the env's (spread's are always < 0).
+    assert demo_reward.min() <= float(stats["reward_expert_mean"]) <= demo_reward.max() < 0
+    assert float(stats["reward_replay_mean"]) < 0
+    assert float(stats["expert_rows"]) == 32 and float(stats["replay_rows"]) == 16
+    for key in ("loss", "td_error_abs_mean", "prior_nll", "q_abs_max"):
+        assert math.isfinite(float(stats[key])), key
+    assert np.isfinite(demo_reward).all()

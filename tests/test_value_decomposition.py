@@ -247,6 +247,44 @@ def test_dagger_collects_with_the_learner_agents(trained):
         assert moved and torch.equal(taken, learner_greedy)
 
 
+def test_beta_mixture_collects_with_the_expert_agents(build):
+    """dagger_beta = 1 (classic DAgger's first round): the expert agents, synced to the env runner, play every
+    step; with epsilon 0 the collected actions are their greedy actions on the global state."""
+    algo = build(make_config("QMIX-DA", env=SMAX, env_config={"sight_range": 0.0}, dagger_beta=1.0,
+                             epsilon=0.0, num_steps_sampled_before_learning_starts=50))
+    algo.train()  # one update, then the weight sync
+    er, full = env_runner_module(algo), learner_module(algo)
+    learner = algo.learner_group.get_weights()[MODULE_ID]
+    er_state = {k: v.detach().cpu().numpy() for k, v in er.state_dict().items()}
+    assert {k for k in er_state if k.startswith("expert_net.")} == {k for k in learner if k.startswith("expert_net.")}
+    for k in er_state:
+        np.testing.assert_array_equal(er_state[k], learner[k], err_msg=k)
+    assert full.igm_da
+    # Give the two nets different preferences (random output biases) so that the check below can fail.
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for net in (er.expert_net, er.q_net):
+            last = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
+            last.bias.add_(10.0 * torch.randn(last.bias.shape, generator=gen))
+    episodes = algo.env_runner.sample(num_timesteps=40, explore=True)
+    obs = torch.as_tensor(np.concatenate([np.asarray(ep.get_observations()[OBS])[:-1] for ep in episodes]))
+    state = torch.as_tensor(np.concatenate([np.asarray(ep.get_observations()[STATE])[:-1] for ep in episodes]))
+    mask = torch.as_tensor(np.concatenate([np.asarray(ep.get_observations()[ACTION_MASK])[:-1] for ep in episodes]))
+    taken = torch.as_tensor(np.concatenate([np.asarray(ep.get_actions()) for ep in episodes])).long()
+    with torch.no_grad():
+        expert_greedy = er.td_scores(er.td_values(obs, state)).masked_fill(mask == 0, -1e9).argmax(-1)
+        learner_greedy = er.action_scores(er.q_net(obs)).masked_fill(mask == 0, -1e9).argmax(-1)
+    assert not torch.equal(expert_greedy, learner_greedy)
+    assert torch.equal(taken, expert_greedy)
+
+
+def test_dagger_beta_needs_igm_da():
+    config = VALUE_DECOMPOSITION["QMIX"][1]().environment(SPREAD).training(dagger_beta=[[0, 1.0], [1000, 0.0]])
+    with pytest.raises(ValueError, match="igm_da=True"):
+        config.validate()
+    VALUE_DECOMPOSITION["QMIX-DA"][1]().environment(SPREAD).training(dagger_beta=[[0, 1.0], [1000, 0.0]]).validate()
+
+
 def test_checkpoint_round_trip_and_evaluate(trained, tmp_path):
     algo = trained.algo
     path = str(tmp_path / "ckpt")
@@ -294,6 +332,9 @@ def test_non_finite_loss_raises(build, monkeypatch):
         ({"teach_coef": 0}, "teach_coef"),
         ({"replay_buffer_config": {"type": "PrioritizedEpisodeReplayBuffer"}}, "uniformly"),
         ({"igm_da": 1}, "igm_da"),
+        ({"dagger_beta": 1.5}, "dagger_beta"),
+        ({"dagger_beta": [[0, 1.0], [100, -0.1]]}, "dagger_beta"),
+        ({"dagger_beta": [[0]]}, "dagger_beta"),
     ],
 )
 def test_bad_settings_fail_validation(settings, match):

@@ -105,6 +105,11 @@ class TeamAgentModule(TorchRLModule):
         q, h = self.q_net(obs, batch[Columns.STATE_IN][GRU_STATE])  # (B, T, n, A), (B, n, H)
         return self.action_scores(q), {Columns.STATE_OUT: {GRU_STATE: h}}
 
+    def _exploration_q(self, batch: Dict[str, Any], t: int) -> tuple[torch.Tensor, Dict[str, Any]]:
+        """Scores that exploration samples from at env step ``t``; a hook for subclasses that act with another net
+        some of the time (IGM-DA's β-mixture)."""
+        return self._rollout_q(batch)
+
     # -- acting --------------------------------------------------------------------------------------------
     @override(RLModule)
     def _forward_inference(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
@@ -117,7 +122,7 @@ class TeamAgentModule(TorchRLModule):
         # a_i ~ softmax(score_i / temperature) over available actions, or ε-greedy under the mask.
         self.explore_schedule.update(t)
         value = float(self.explore_schedule.get_current_value())
-        q, out = self._rollout_q(batch)
+        q, out = self._exploration_q(batch, t)
         mask = batch[Columns.OBS][ACTION_MASK]
         if self.exploration == "epsilon":
             actions, logp = epsilon_greedy(q.detach(), mask, value)

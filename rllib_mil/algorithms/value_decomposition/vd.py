@@ -53,6 +53,10 @@ class ValueDecompositionConfig(TeamConfig):
         # "ce" = cross-entropy to the expert's argmax. `teach_coef` weighs it against the TD loss.
         self.teach_loss = "mse"
         self.teach_coef = 1.0
+        # IGM-DA: probability that the expert agents (global state) play a battle's step instead of the learner
+        # agents, a float or a schedule [[env_step, beta], ...] (classic DAgger's β-mixture, e.g. 1 -> 0). 0 = the
+        # paper's IGM-DA, where only the learner agents collect.
+        self.dagger_beta = 0.0
         # Env steps collected before the first learner update.
         self.num_steps_sampled_before_learning_starts = 1000
         self.replay_buffer_config = {"type": TEAM_REPLAY_BUFFER, "capacity": 100_000}
@@ -82,6 +86,7 @@ class ValueDecompositionConfig(TeamConfig):
         igm_da: Optional[bool] = NotProvided,
         teach_loss: Optional[str] = NotProvided,
         teach_coef: Optional[float] = NotProvided,
+        dagger_beta=NotProvided,
         num_steps_sampled_before_learning_starts: Optional[int] = NotProvided,
         replay_buffer_config: Optional[dict] = NotProvided,
         **kwargs,
@@ -92,7 +97,8 @@ class ValueDecompositionConfig(TeamConfig):
             self, double_q=double_q, exploration=exploration, epsilon=epsilon, rollout_alpha=rollout_alpha,
             mixer_embed_dim=mixer_embed_dim, hypernet_hidden=hypernet_hidden, tau=tau,
             target_network_update_freq=target_network_update_freq, igm_da=igm_da, teach_loss=teach_loss,
-            teach_coef=teach_coef, num_steps_sampled_before_learning_starts=num_steps_sampled_before_learning_starts,
+            teach_coef=teach_coef, dagger_beta=dagger_beta,
+            num_steps_sampled_before_learning_starts=num_steps_sampled_before_learning_starts,
         )
         self.update_replay_buffer_config(replay_buffer_config)
         return self
@@ -115,6 +121,18 @@ class ValueDecompositionConfig(TeamConfig):
             self._value_error(f"`teach_loss` must be one of {TEACH_LOSSES}, got {self.teach_loss!r}.")
         if not (isinstance(self.teach_coef, (int, float)) and self.teach_coef > 0):
             self._value_error(f"`teach_coef` must be a number > 0, got {self.teach_coef!r}.")
+        try:
+            sched = isinstance(self.dagger_beta, (list, tuple))
+            betas = [float(v) for _, v in self.dagger_beta] if sched else [float(self.dagger_beta)]
+            beta_ok = all(0.0 <= b <= 1.0 for b in betas) and not isinstance(self.dagger_beta, bool)
+        except (TypeError, ValueError):
+            betas, beta_ok = [], False
+        if not beta_ok:
+            self._value_error(f"`dagger_beta` must be a probability in [0, 1] or a schedule [[env_step, beta], ...] "
+                              f"of them, got {self.dagger_beta!r}.")
+        if any(betas) and not self.igm_da:
+            self._value_error("`dagger_beta` lets IGM-DA's expert agents act; it needs igm_da=True (a -DA "
+                              "algorithm such as QMIX-DA). Remove it or use the -DA algorithm.")
         self.validate_episode_replay()
 
     @property
@@ -127,6 +145,7 @@ class ValueDecompositionConfig(TeamConfig):
             "mixer_embed_dim": self.mixer_embed_dim,
             "hypernet_hidden": self.hypernet_hidden,
             "igm_da": self.igm_da,
+            "dagger_beta": self.dagger_beta,
         }
 
 

@@ -10,6 +10,9 @@ copies of the TD-trained agent network and of the mixer, and, in IGM-DA mode, th
   to imitate the expert agents' greedy actions and is the only network that acts, so the env runners collect data
   with the learner agents (DAgger) and evaluation measures them. Mixers, expert and target nets never leave the
   learner (``InferenceOnlyAPI``).
+* β-mixture DAgger (``dagger_beta`` > 0, Ross et al.'s π_i = β·π* + (1 − β)·π̂_i): at each env step each battle is
+  played by the expert agents (on the global state, which the team view carries) with probability β and by the
+  learner agents otherwise, ε-greedy either way; the expert agents then also travel to the env runners.
 """
 from typing import Any, Dict, List
 
@@ -19,6 +22,7 @@ from ray.rllib.core.learner.utils import make_target_network
 from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, TargetNetworkAPI
 from ray.rllib.core.rl_module.rl_module import RLModule
 from ray.rllib.utils.annotations import override
+from ray.rllib.utils.schedules.scheduler import Scheduler
 from torch import nn
 
 from rllib_mil.envs.contract import OBS, STATE
@@ -44,6 +48,8 @@ class ValueDecompositionModule(TeamAgentModule, TargetNetworkAPI, InferenceOnlyA
                 self.state_dim + self.obs_dim, self.n_agents, self.td_out_dim(), hidden=tuple(mc["hidden"]),
                 add_agent_id=mc["add_agent_id"])
         self.mixer = self.make_mixer()
+        # Probability that the expert agents play a battle's step (a float or a schedule over sampled env steps).
+        self.beta_schedule = Scheduler(mc.get("dagger_beta") or 0.0, framework="torch") if self.igm_da else None
 
     # -- hooks of each algorithm ---------------------------------------------------------------------------
     def make_mixer(self) -> nn.Module:
@@ -96,10 +102,28 @@ class ValueDecompositionModule(TeamAgentModule, TargetNetworkAPI, InferenceOnlyA
     def target_mixer(self) -> nn.Module:
         return self._target_mixer
 
+    # -- acting (env runners) ------------------------------------------------------------------------------
+    def _exploration_q(self, batch: Dict[str, Any], t: int) -> tuple[torch.Tensor, Dict[str, Any]]:
+        q, out = self._rollout_q(batch)  # learner agents: (B, n, A), recurrent (B, 1, n, A)
+        if not self.igm_da:
+            return q, out
+        self.beta_schedule.update(t)
+        beta = float(self.beta_schedule.get_current_value())
+        if beta <= 0.0:
+            return q, out
+        obs = batch[Columns.OBS]
+        q_expert = self.td_scores(self.expert_net(self.td_inputs(obs[OBS], obs[STATE])))  # same shape as q
+        # One draw per battle (row of the batch) and step: the whole team follows the expert agents or not.
+        use_expert = torch.rand(q.shape[0], device=q.device) < beta  # (B,)
+        use_expert = use_expert.view(-1, *([1] * (q.dim() - 1)))  # (B, 1, ..., 1)
+        return torch.where(use_expert, q_expert.to(q.dtype), q), out
+
     # -- APIs ----------------------------------------------------------------------------------------------
     @override(InferenceOnlyAPI)
     def get_non_inference_attributes(self) -> List[str]:
-        extra = ["expert_net"] if self.model_config.get("igm_da", False) else []
+        mc = self.model_config
+        # The expert agents stay on the learner unless the β-mixture lets them act.
+        extra = ["expert_net"] if mc.get("igm_da", False) and not mc.get("dagger_beta") else []
         return ["mixer", "_target_td_net", "_target_mixer"] + extra
 
     @override(TargetNetworkAPI)
