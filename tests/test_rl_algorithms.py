@@ -18,6 +18,7 @@ from rllib_mil.algorithms.mappo import mappo_learner
 from rllib_mil.algorithms.registry import RL
 from rllib_mil.data.experts import RandomExpert, episode_outcomes
 from rllib_mil.envs import make_team_env
+from rllib_mil.envs.contract import OBS
 from rllib_mil.evaluation import CheckpointExpert, ModulePolicy, evaluate_checkpoint, load_team_module
 
 RL_NAMES = sorted(RL)
@@ -200,6 +201,8 @@ def test_rollouts_respect_action_masks(name, build):
         ({"action_factors": [50]}, "action_factors"),
         ({"action_factors": [5, 1.5]}, "action_factors"),
         ({"minibatch_size": 4000, "train_batch_size_per_learner": 2000}, "minibatch_size"),
+        ({"input_norm": "yes"}, "input_norm"),
+        ({"actor_out_gain": 0.0}, "actor_out_gain"),
     ],
 )
 def test_bad_config_fails_validation(settings, match):
@@ -221,6 +224,30 @@ def test_non_finite_loss_raises(build, monkeypatch):
     with pytest.raises(FloatingPointError, match="not finite") as info:
         algo.train()
     assert "lr" in str(info.value) and "policy_loss" in str(info.value)
+
+
+def test_mappo_implementation_details_input_norm_and_small_output_gain(build):
+    """`input_norm` puts a LayerNorm on the actor's observation rows and the critic's state (the env runner's
+    inference-only actor has it too); `actor_out_gain: 0.01` starts from a near-uniform policy. It trains."""
+    algo = build(make_config("MAPPO", input_norm=True, actor_out_gain=0.01))
+    module = learner_module(algo)
+    assert isinstance(module.actor_in_norm, torch.nn.LayerNorm) and isinstance(module.critic[0], torch.nn.LayerNorm)
+    er = env_runner_module(algo)
+    assert isinstance(er.actor_in_norm, torch.nn.LayerNorm) and not hasattr(er, "critic")
+    env = make_team_env(SPREAD)
+    obs, _ = env.reset(seed=0)
+    batch = {Columns.OBS: {k: torch.as_tensor(np.asarray(v))[None] for k, v in obs.items()}}
+    with torch.no_grad():
+        logits = module.masked_logits(batch)["logits"][0]  # (n, A)
+        # A 64-wide ReLU layer times a 0.01-gain head: every logit within a few hundredths of zero.
+        assert logits.abs().max() < 0.1
+        # Rows are normalised: scaling an observation does not change the actor's input after the LayerNorm.
+        scaled = {Columns.OBS: {**batch[Columns.OBS], OBS: 3.0 * batch[Columns.OBS][OBS]}}
+        assert torch.allclose(module.masked_logits(scaled)["logits"], module.masked_logits(batch)["logits"], atol=1e-4)
+    result = algo.train()
+    assert math.isfinite(result["learners"][MODULE_ID]["policy_loss"])
+    plain = learner_module(build(make_config("MAPPO")))
+    assert isinstance(plain.actor_in_norm, torch.nn.Identity) and not isinstance(plain.critic[0], torch.nn.LayerNorm)
 
 
 def test_factored_actions_on_simple_reference(build):

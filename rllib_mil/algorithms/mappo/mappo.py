@@ -58,6 +58,12 @@ class MAPPOConfig(PPOConfig):
         self.max_seq_len = 25
         # Centralized critic: MLP on the team env's global state.
         self.critic_hidden = [128, 128]
+        # LayerNorm over each input row (the agent's observation for the actor, the state for the critic) before
+        # the first layer: the MAPPO authors' `use_feature_normalization`.
+        self.input_norm = False
+        # Initial scale of the actor's output layer: None = PyTorch's default init; the MAPPO authors initialise it
+        # orthogonally with gain 0.01, so the first policy is close to uniform over the available actions.
+        self.actor_out_gain = None
         # Train the critic on running-normalised value targets (MAPPO's ValueNorm); GAE uses denormalised values.
         self.value_normalization = True
         # Huber loss threshold of the value loss (normalised units); None = squared error.
@@ -108,6 +114,8 @@ class MAPPOConfig(PPOConfig):
         max_seq_len: Optional[int] = NotProvided,
         critic_hidden=NotProvided,
         value_normalization: Optional[bool] = NotProvided,
+        input_norm: Optional[bool] = NotProvided,
+        actor_out_gain: Optional[float] = NotProvided,
         vf_huber_delta: Optional[float] = NotProvided,
         credit: Optional[str] = NotProvided,
         **kwargs,
@@ -124,7 +132,7 @@ class MAPPOConfig(PPOConfig):
             gru_hidden=gru_hidden,
             max_seq_len=max_seq_len,
             critic_hidden=critic_hidden,
-            value_normalization=value_normalization,
+            value_normalization=value_normalization, input_norm=input_norm, actor_out_gain=actor_out_gain,
             vf_huber_delta=vf_huber_delta,
             credit=credit,
         )
@@ -150,6 +158,13 @@ class MAPPOConfig(PPOConfig):
                 self._value_error(f"`{name}` must be >= 1, got {getattr(self, name)}.")
         if self.vf_huber_delta is not None and not self.vf_huber_delta > 0:
             self._value_error(f"`vf_huber_delta` must be > 0 (or None for squared error), got {self.vf_huber_delta}.")
+        if not isinstance(self.input_norm, bool):
+            self._value_error(f"`input_norm` must be true or false, got {self.input_norm!r}.")
+        if self.actor_out_gain is not None and not (
+                isinstance(self.actor_out_gain, (int, float)) and not isinstance(self.actor_out_gain, bool)
+                and self.actor_out_gain > 0):
+            self._value_error(f"`actor_out_gain` must be a number > 0 (the MAPPO authors use 0.01) or null, got "
+                              f"{self.actor_out_gain!r}.")
         if self.credit not in ("team", "agent"):
             self._value_error(f"`credit` must be 'team' (one team advantage) or 'agent' (each agent's own reward "
                               f"and value head), got {self.credit!r}.")
@@ -180,6 +195,8 @@ class MAPPOConfig(PPOConfig):
             "max_seq_len": self.max_seq_len,
             "critic_hidden": list(self.critic_hidden),
             "value_normalization": self.value_normalization,
+            "input_norm": self.input_norm,
+            "actor_out_gain": self.actor_out_gain,
             "credit": self.credit,
         }
 

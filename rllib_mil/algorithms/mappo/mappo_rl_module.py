@@ -12,6 +12,7 @@ categoricals), so env runners sample, compute log-probs and act greedily in eval
 from typing import Any, Dict, List
 
 import torch
+from torch import nn
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.distribution.torch.torch_distribution import TorchMultiCategorical
 from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, ValueFunctionAPI
@@ -34,7 +35,9 @@ class MAPPOTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     actor_hidden (list[int]), critic_hidden (list[int]), activation (str), add_agent_id (bool),
     action_factors (None or list[int]: one logit head per factor, see ``FactoredLogits``),
     use_gru (bool), gru_hidden (int), max_seq_len (int, for RLlib's sequence batching),
-    value_normalization (bool), credit ("team": one value V(s); "agent": one per agent, V_i(s)).
+    value_normalization (bool), credit ("team": one value V(s); "agent": one per agent, V_i(s)),
+    input_norm (bool: LayerNorm on the actor's and the critic's input rows), actor_out_gain (None or float: initial
+    orthogonal gain of the actor's output layer).
     """
 
     framework: str = "torch"
@@ -71,11 +74,20 @@ class MAPPOTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
                 obs_dim, self.n_agents, n_out, hidden=tuple(mc["actor_hidden"]),
                 add_agent_id=mc["add_agent_id"], activation=mc["activation"],
             )
+        # MAPPO's feature normalisation: LayerNorm over each agent's observation row (Identity when off).
+        self.actor_in_norm = nn.LayerNorm(obs_dim) if mc.get("input_norm") else nn.Identity()
+        if mc.get("actor_out_gain") is not None:
+            # Orthogonal init of the output layer with a small gain: the first policy is near uniform.
+            head = [m for m in self.actor.modules() if isinstance(m, nn.Linear)][-1]
+            nn.init.orthogonal_(head.weight, gain=float(mc["actor_out_gain"]))
+            nn.init.zeros_(head.bias)
         if not self.inference_only:
             # credit "agent": one value head per agent, V_i(s) (agent_credit.py); "team": one V(s)
             self.agent_values = mc.get("credit", "team") == "agent"
             n_values = self.n_agents if self.agent_values else 1
             self.critic = mlp(state_dim, tuple(mc["critic_hidden"]), n_values, mc["activation"])
+            if mc.get("input_norm"):
+                self.critic = nn.Sequential(nn.LayerNorm(state_dim), self.critic)
             self.value_normalizer = ValueNormalizer() if mc["value_normalization"] else None
         self.action_dist_cls = TorchMultiCategorical.get_partial_dist_cls(input_lens=[self.n_actions] * self.n_agents)
 
@@ -103,7 +115,7 @@ class MAPPOTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     # -- forward passes ------------------------------------------------------------------------------------
     def masked_logits(self, batch: Dict[str, Any]) -> Dict[str, Any]:
         """Per-agent logits ``(..., n, A)`` with unavailable actions masked (+ the next GRU state)."""
-        obs, mask = batch[Columns.OBS][OBS], batch[Columns.OBS][ACTION_MASK]
+        obs, mask = self.actor_in_norm(batch[Columns.OBS][OBS]), batch[Columns.OBS][ACTION_MASK]
         out: Dict[str, Any] = {}
         if self.use_gru:
             logits, h = self.actor(obs, batch[Columns.STATE_IN][GRU_STATE])  # (B, T, n, A), (B, n, H)
