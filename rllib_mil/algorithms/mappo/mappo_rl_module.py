@@ -12,13 +12,13 @@ categoricals), so env runners sample, compute log-probs and act greedily in eval
 from typing import Any, Dict, List
 
 import torch
-from torch import nn
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.distribution.torch.torch_distribution import TorchMultiCategorical
 from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, ValueFunctionAPI
 from ray.rllib.core.rl_module.rl_module import RLModule
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.utils.annotations import override
+from torch import nn
 
 from rllib_mil.envs.contract import ACTION_MASK, OBS, STATE, team_dims
 from rllib_mil.modules.agent_nets import FactoredLogits, SharedAgentGRUNet, SharedAgentQNet, mlp
