@@ -97,12 +97,18 @@ def random_play(task, args):
     return out
 
 
+def _sight(text: str):
+    """--sight: a number, or 'default' for SMAX's own per-unit-type sight ranges (None in env_config)."""
+    return None if text.lower() == "default" else float(text)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--maps", nargs="+", default=["3m", "2s3z"])
     p.add_argument("--methods", nargs="+", default=["QMIX", "QMIX-DA"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--sight", type=float, default=0.0, help="agents' sight range (0: own features only)")
+    p.add_argument("--sight", type=_sight, default=0.0,
+                   help="agents' sight range (0: own features only; 'default': SMAX's per-unit-type ranges)")
     p.add_argument("--env-steps", type=int, default=150_000)
     p.add_argument("--num-envs", type=int, default=16, help="battles stepped together (SMAX batched backend)")
     p.add_argument("--updates-per-iteration", type=int, default=4,
@@ -152,7 +158,7 @@ def main(argv=None):
             "curve": r["curve"], "curve_label": "greedy win rate", "config": json.loads(args.config), "tag": args.tag,
             "budget": (f"Budget: {r['env_steps']} env steps per run ({args.num_envs} battles x 25 steps per iteration, "
                        f"{args.updates_per_iteration} updates of {args.batch} replay transitions each), lr={args.lr}, "
-                       f"sight range {args.sight:g}; greedy decentralized win rate on {args.eval_episodes} battles."),
+                       f"sight range {'SMAX default' if args.sight is None else format(args.sight, 'g')}; greedy decentralized win rate on {args.eval_episodes} battles."),
         }
         with open(args.out, "a") as f:
             f.write(json.dumps(row) + "\n")

@@ -1,8 +1,10 @@
 """MAPPO experts vs the scripted experts on the three MPE tasks (issue: MAPPO experts, paper protocol §5.2).
 
-Each (task, seed) trains MAPPO from ``tuned_examples/mappo_mpe_<task>.yaml`` until its return plateaus (the
-10-iteration moving average of the sampled return has not improved by ``--min-delta`` for ``--patience``
-env steps) or ``--max-steps`` is reached, then evaluates the greedy decentralized policy. The scripted and
+Each (task, seed) trains MAPPO from ``tuned_examples/mappo_mpe_<task>.yaml`` for ``--max-steps`` env steps (default:
+the tuned example's own ``num_env_steps_sampled_lifetime`` stop), or, with ``--patience``, until its return plateaus
+(the 10-iteration moving average of the sampled return has not improved by ``--min-delta`` for ``--patience`` env
+steps), then evaluates the greedy decentralized policy. The plateau rule is off by default: on simple_reference the
+return stays flat for about a million env steps before the agents' channel opens (MAPPO README). The scripted and
 random experts are evaluated on the same episode seeds in the same run, and
 
     score = (R_MAPPO - R_random) / (R_scripted - R_random)
@@ -56,6 +58,7 @@ def run_one(task, seed, args):
 
     torch.set_num_threads(1)
     (exp,) = load_experiments(os.path.join(ROOT, TASKS[task])).values()
+    max_steps = args.max_steps or int((exp.get("stop") or {}).get("num_env_steps_sampled_lifetime", 300_000))
     # --config: JSON overrides of the tuned example's config keys (checked by the same rules as the CLI's)
     exp = {**exp, "config": {**(exp.get("config") or {}), **json.loads(args.config)}}
     config, _ = build_config(exp)
@@ -66,7 +69,7 @@ def run_one(task, seed, args):
         algo.restore_from_path(os.path.abspath(args.restore))
     t0, curve, steps, stop_plateau = time.time(), [], 0, False
     try:
-        while not stop_plateau and steps < args.max_steps:
+        while not stop_plateau and steps < max_steps:
             r = algo.train()
             steps = int(r["num_env_steps_sampled_lifetime"])
             ret = r["env_runners"].get("episode_return_mean")
@@ -74,9 +77,12 @@ def run_one(task, seed, args):
                 continue  # episodes, 2048-step iterations)
             curve.append((steps, float(ret)))
             if len(curve) % 10 == 0:
+                # with `signal_factor`: the minibatch estimate of I(o; m) of the words (MAPPO README, eq. 6)
+                mi = r["learners"].get("default_policy", {}).get("signal_mutual_info")
                 print(f"{task} seed={seed} steps={steps} return(10-iter mean)="
-                      f"{sum(x for _, x in curve[-10:]) / 10:.2f} wall={time.time() - t0:.0f}s", flush=True)
-            stop_plateau = plateaued(curve, 10, args.patience, args.min_delta)
+                      f"{sum(x for _, x in curve[-10:]) / 10:.2f}" + ("" if mi is None else f" I(o;m)={mi:.3f}nats")
+                      + f" wall={time.time() - t0:.0f}s", flush=True)
+            stop_plateau = args.patience is not None and plateaued(curve, 10, args.patience, args.min_delta)
         wall = time.time() - t0
         ckpt = os.path.join(args.checkpoints, f"{task.split('/')[1]}-seed{seed}")
         algo.save_to_path(ckpt)
@@ -100,8 +106,10 @@ def run_one(task, seed, args):
         "tag": args.tag, "restored_from": args.restore,
         "curve_label": "sampled return (training rollouts)", "expert_label": "scripted expert",
         "budget": (f"Here 'expert' is the scripted expert and the score compares MAPPO with it. Budget: MAPPO from "
-                   f"{TASKS[task]}, trained until the 10-iteration mean return gained < {args.min_delta} over "
-                   f"{args.patience} env steps or {args.max_steps} env steps; greedy decentralized evaluation "
+                   f"{TASKS[task]}, trained for {max_steps} env steps"
+                   + ("" if args.patience is None else f" or until the 10-iteration mean return gained < "
+                      f"{args.min_delta} over {args.patience} env steps")
+                   + f"; greedy decentralized evaluation "
                    f"on {args.eval_episodes} episodes (seeds {args.eval_seed}+), all experts on the same seeds."),
     }
 
@@ -110,8 +118,10 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", nargs="+", default=MPE_TASKS, choices=list(TASKS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--max-steps", type=int, default=300_000)
-    p.add_argument("--patience", type=int, default=60_000, help="env steps without improvement = plateau")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="env steps per run (default: the tuned example's num_env_steps_sampled_lifetime stop)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="stop early after this many env steps without improvement (default: no plateau rule)")
     p.add_argument("--min-delta", type=float, default=0.5, help="improvement of the moving average that counts")
     p.add_argument("--num-env-runners", type=int, default=0, help="0 = sample in-process (best on 2 CPUs)")
     p.add_argument("--eval-episodes", type=int, default=100)

@@ -89,6 +89,10 @@ def cases(tmp):
                                                 "stop": {"training_iteration": 1},
                                                 "config": {"credit": "speaker", "num_env_runners": 0}}}, None,
          ["`credit`", "'team'", "'agent'"]),
+        ("MAPPO message factor without factored actions", {"bad-input": {
+            "run": "MAPPO", "env": "mpe/simple_reference", "stop": {"training_iteration": 1},
+            "config": {"signal_factor": 1, "signal_bias_coeff": 0.1, "num_env_runners": 0}}}, None,
+         ["`signal_factor`", "`action_factors`"]),
         ("DAgger's β-mixture on a non-IGM-DA algorithm", {"bad-input": {
             "run": "QMIX", "env": "mpe/simple_spread", "stop": {"training_iteration": 1},
             "config": {"dagger_beta": 0.5, "num_env_runners": 0}}}, None, ["`dagger_beta`", "QMIX-DA"]),

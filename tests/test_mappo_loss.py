@@ -219,3 +219,49 @@ def test_factored_logits_are_a_product_of_categoricals():
     torch.testing.assert_close(out[0, a], h[0, 1] + h[0, 2 + 2] + h[0, 5 + 3])
     with pytest.raises(ValueError, match="expects 15 logits"):
         f(torch.zeros(1, 50))
+
+
+def test_factor_log_probs_are_the_factor_marginals():
+    """The word marginal of a factored flat action sums the flat probabilities over the other factors."""
+    from rllib_mil.algorithms.mappo.mappo_loss import factor_log_probs
+
+    torch.manual_seed(1)
+    log_p = torch.randn(3, 2, 50).log_softmax(-1)  # (B, n, 5 moves x 10 words), not a product: any distribution
+    p = log_p.exp()
+    word = factor_log_probs(log_p, [5, 10], 1).exp()  # (B, n, 10)
+    move = factor_log_probs(log_p, [5, 10], 0).exp()  # (B, n, 5)
+    for w in (0, 4, 9):
+        torch.testing.assert_close(word[..., w], sum(p[..., m + 5 * w] for m in range(5)))
+    for m in (0, 3):
+        torch.testing.assert_close(move[..., m], sum(p[..., m + 5 * w] for w in range(10)))
+    # three factors, first fastest: a = a0 + 2 * (a1 + 3 * a2)
+    lp3 = torch.randn(24).log_softmax(-1)
+    mid = factor_log_probs(lp3, [2, 3, 4], 1).exp()
+    torch.testing.assert_close(mid[2], sum(lp3.exp()[a0 + 2 * (2 + 3 * a2)] for a0 in range(2) for a2 in range(4)))
+
+
+def test_positive_signalling_loss_by_hand():
+    """L^ps = -H(mean speaker) + (mean H(speaker | o) - H_target)^2 over valid rows only; its minimum is a
+    deterministic word per observation with every word used."""
+    from rllib_mil.algorithms.mappo.mappo_loss import positive_signalling_loss
+
+    probs = torch.tensor([
+        [[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]],
+        [[0.3, 0.3, 0.4], [0.5, 0.25, 0.25]],
+        [[1 / 3, 1 / 3, 1 / 3], [0.9, 0.05, 0.05]],  # this step is padding: left out
+    ])  # (B=3, n=2, M=3)
+    valid = torch.tensor([True, True, False])
+    loss, h_mean, h_cond = positive_signalling_loss(probs.log(), valid, target_entropy=0.5)
+    rows = probs[:2].reshape(-1, 3)
+    ent = lambda q: float(-(q * q.log()).sum(-1).mean())  # noqa: E731
+    avg = rows.mean(0)
+    assert float(h_mean) == pytest.approx(ent(avg), rel=1e-6)
+    assert float(h_cond) == pytest.approx(ent(rows), rel=1e-6)
+    assert float(loss) == pytest.approx(-ent(avg) + (ent(rows) - 0.5) ** 2, rel=1e-6)
+    # informative speakers score lower than a speaker who says the same thing everywhere
+    eye = torch.eye(3).clamp(min=1e-6)[None].expand(2, 3, 3)  # each agent row says a different word
+    same = torch.tensor([0.98, 0.01, 0.01]).expand(2, 3, 3)
+    informative, _, _ = positive_signalling_loss(eye.log(), None, 0.0)
+    constant, _, _ = positive_signalling_loss(same.log(), None, 0.0)
+    assert float(informative) < float(constant)
+    assert float(informative) == pytest.approx(-math.log(3), abs=1e-3)

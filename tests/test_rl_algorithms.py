@@ -3,6 +3,7 @@
 Parametrized over ``rllib_mil.algorithms.registry.RL``: a newly registered RL algorithm is tested by being
 registered. Runs in-process (num_env_runners=0) on the session's Ray instance.
 """
+import copy
 import math
 from types import SimpleNamespace
 
@@ -262,6 +263,47 @@ def test_factored_actions_on_simple_reference(build):
     assert actions.shape == (10, 2) and actions.min() >= 0 and actions.max() < 50
     with pytest.raises(Exception, match=r"describe 25 actions, but the env has 50"):
         build(make_config("MAPPO", env="mpe/simple_reference", action_factors=[5, 5]))
+
+
+def test_positive_signalling_on_simple_reference(build):
+    """`signal_factor: 1` (the word of `action_factors: [5, 10]`) logs the words' batch entropies and their
+    difference (the I(o; m) estimate); `signal_bias_coeff` adds L^ps: the same minibatch's loss differs by exactly
+    coeff * signal_loss, and the bias pushes the words' mutual information up. Bad settings fail in validate()."""
+    from rllib_mil.algorithms.mappo.mappo_learner import (
+        SIGNAL_CONDITIONAL_ENTROPY, SIGNAL_LOSS, SIGNAL_MEAN_POLICY_ENTROPY, SIGNAL_MUTUAL_INFO)
+
+    algo = build(make_config("MAPPO", env="mpe/simple_reference", action_factors=[5, 10], signal_factor=1,
+                             signal_bias_coeff=1.0, entropy_coeff=0.0, lr=3e-3))
+    learner = algo.learner_group._learner
+    mi = []
+    for _ in range(3):
+        res = algo.train()["learners"][MODULE_ID]
+        assert 0.0 <= res[SIGNAL_CONDITIONAL_ENTROPY] <= math.log(10) + 1e-4
+        assert res[SIGNAL_MEAN_POLICY_ENTROPY] >= res[SIGNAL_CONDITIONAL_ENTROPY] - 1e-4
+        assert res[SIGNAL_MUTUAL_INFO] == pytest.approx(
+            res[SIGNAL_MEAN_POLICY_ENTROPY] - res[SIGNAL_CONDITIONAL_ENTROPY], abs=1e-4)
+        mi.append(res[SIGNAL_MUTUAL_INFO])
+    assert mi[-1] > mi[0]  # the bias makes words depend on what the speaker sees
+    # One minibatch through compute_loss_for_module with and without the bias: they differ by coeff * L^ps.
+    episodes = algo.env_runner.sample(num_timesteps=50)
+    batch = learner._learner_connector(rl_module=learner.module, episodes=episodes, batch={},
+                                       metrics=learner.metrics)[MODULE_ID]
+    module = learner.module[MODULE_ID]
+    with torch.no_grad():
+        fwd = module.forward_train(batch)
+        cfg = learner.config
+        norm_state = copy.deepcopy(module.value_normalizer.state_dict())  # the loss updates it: same for both
+        with_bias = learner.compute_loss_for_module(module_id=MODULE_ID, config=cfg, batch=batch, fwd_out=fwd)
+        ps = learner.metrics.peek((MODULE_ID, SIGNAL_LOSS))
+        module.value_normalizer.load_state_dict(norm_state)
+        cfg_off = cfg.copy(copy_frozen=False).training(signal_bias_coeff=0.0)
+        without = learner.compute_loss_for_module(module_id=MODULE_ID, config=cfg_off, batch=batch, fwd_out=fwd)
+    assert float(with_bias - without) == pytest.approx(float(ps), rel=1e-4, abs=1e-5)
+    for bad, match in (({"signal_factor": 2}, "index into"), ({"signal_factor": 1, "signal_bias_coeff": -1.0}, ">= 0"),
+                       ({"signal_factor": 1, "signal_target_entropy": 5.0}, "ln #words"),
+                       ({"signal_bias_coeff": 0.1}, "needs `signal_factor`")):
+        with pytest.raises(ValueError, match=match):
+            make_config("MAPPO", env="mpe/simple_reference", action_factors=[5, 10], **bad).validate()
 
 
 def test_agent_credit_on_simple_reference(build):

@@ -10,6 +10,7 @@ adds lives in the team module and the loss:
 
 Trained checkpoints are demonstration experts: ``rllib demos collect --expert <checkpoint>``.
 """
+import math
 from typing import Any, Dict, Optional, Type, Union
 
 from ray.rllib.algorithms.algorithm import Algorithm
@@ -73,6 +74,14 @@ class MAPPOConfig(PPOConfig):
         # (agent_credit.py). "agent" gives a speaker credit for what its words make the partner do (MPE
         # simple_reference); with identical per-agent rewards (SMAX) it equals "team" up to the critic's heads.
         self.credit = "team"
+        # Positive signalling (Eccles et al. 2019; mappo_loss.py), for actions that include a message: with
+        # action_factors, `signal_factor` is the index of the factor that is a message (simple_reference: 1, the
+        # word); the message's batch entropies and their difference (an estimate of the mutual information between
+        # what an agent sees and what it says) are then logged, and signal_bias_coeff > 0 adds
+        # signal_bias_coeff * L^ps to the loss. signal_target_entropy: H_target in nats (None = half of ln #words).
+        self.signal_factor = None
+        self.signal_bias_coeff = 0.0
+        self.signal_target_entropy = None
         # __sphinx_doc_end__
         # fmt: on
         # Overrides of PPO defaults (MAPPO's MPE settings, scaled to a few CPUs).
@@ -118,6 +127,9 @@ class MAPPOConfig(PPOConfig):
         actor_out_gain: Optional[float] = NotProvided,
         vf_huber_delta: Optional[float] = NotProvided,
         credit: Optional[str] = NotProvided,
+        signal_factor: Optional[int] = NotProvided,
+        signal_bias_coeff: Optional[float] = NotProvided,
+        signal_target_entropy: Optional[float] = NotProvided,
         **kwargs,
     ) -> Self:
         """Sets MAPPO's settings (see ``__init__``) and PPO's (passed through)."""
@@ -135,6 +147,8 @@ class MAPPOConfig(PPOConfig):
             value_normalization=value_normalization, input_norm=input_norm, actor_out_gain=actor_out_gain,
             vf_huber_delta=vf_huber_delta,
             credit=credit,
+            signal_factor=signal_factor, signal_bias_coeff=signal_bias_coeff,
+            signal_target_entropy=signal_target_entropy,
         )
         return self
 
@@ -171,10 +185,38 @@ class MAPPOConfig(PPOConfig):
         if self.credit == "agent" and not self.add_default_connectors_to_learner_pipeline:
             self._value_error("`credit='agent'` replaces PPO's GAE connector piece; keep "
                               "`add_default_connectors_to_learner_pipeline=True`.")
+        self._validate_signalling()
         if not self.use_critic or not self.use_gae:
             self._value_error(
                 "MAPPO needs its centralized critic and GAE: keep `use_critic=True` and `use_gae=True`."
             )
+
+    def _validate_signalling(self) -> None:
+        k, coeff, target = self.signal_factor, self.signal_bias_coeff, self.signal_target_entropy
+        if k is not None:
+            if self.action_factors is None:
+                self._value_error("`signal_factor` names one of `action_factors`; set `action_factors` too (e.g. "
+                                  "[5, 10] and signal_factor 1 for MPE simple_reference's words).")
+            if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < len(self.action_factors):
+                self._value_error(f"`signal_factor` must be an index into `action_factors` "
+                                  f"{list(self.action_factors)} (0..{len(self.action_factors) - 1}), got {k!r}.")
+        if isinstance(coeff, bool) or not isinstance(coeff, (int, float)) or not coeff >= 0:
+            self._value_error(f"`signal_bias_coeff` must be a number >= 0 (0 = off), got {coeff!r}.")
+        if coeff > 0 and k is None:
+            self._value_error("`signal_bias_coeff` > 0 needs `signal_factor`: the index of the message factor in "
+                              "`action_factors`.")
+        if target is not None:
+            top = math.log(self.action_factors[k]) if k is not None else float("inf")
+            if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 <= target <= top:
+                self._value_error(f"`signal_target_entropy` must be None or a number of nats in [0, ln #words = "
+                                  f"{top:.3f}], got {target!r}.")
+
+    @property
+    def signal_target(self) -> float:
+        """H_target in nats: signal_target_entropy, or half of ln(#words)."""
+        if self.signal_target_entropy is not None:
+            return float(self.signal_target_entropy)
+        return 0.5 * math.log(self.action_factors[self.signal_factor])
 
     @override(PPOConfig)
     def get_default_rl_module_spec(self) -> RLModuleSpec:

@@ -16,7 +16,7 @@ from ray.rllib.utils.annotations import override
 from ray.rllib.utils.torch_utils import explained_variance
 from ray.rllib.utils.typing import ModuleID, TensorType
 
-from rllib_mil.algorithms.mappo.mappo_loss import mappo_loss
+from rllib_mil.algorithms.mappo.mappo_loss import factor_log_probs, mappo_loss, positive_signalling_loss
 from rllib_mil.algorithms.utils import FusedGradientStep, raise_if_not_finite
 
 # Metric names beyond PPO's (see the algorithm README).
@@ -24,6 +24,11 @@ CLIP_FRACTION = "clip_fraction"
 VALUE_NORM_MEAN = "value_norm_mean"
 VALUE_NORM_STD = "value_norm_std"
 VALUE_MEAN = "value_mean"
+# With `signal_factor`: H(π̄_M), mean H(π_M(·|o)) and their difference, the minibatch estimate of I(o; m).
+SIGNAL_MEAN_POLICY_ENTROPY = "signal_mean_policy_entropy"
+SIGNAL_CONDITIONAL_ENTROPY = "signal_conditional_entropy"
+SIGNAL_MUTUAL_INFO = "signal_mutual_info"
+SIGNAL_LOSS = "signal_loss"
 
 
 class MAPPOTorchLearner(FusedGradientStep, PPOTorchLearner):
@@ -72,6 +77,16 @@ class MAPPOTorchLearner(FusedGradientStep, PPOTorchLearner):
             vf_clip_param=config.vf_clip_param,
             kl_coeff=float(self.curr_kl_coeffs_per_module[module_id]) if config.use_kl_loss else 0.0,
         )
+        if config.signal_factor is not None:
+            # Marginal of the message factor: (..., n, A) -> (..., n, #words).
+            msg_log_p = factor_log_probs(torch.log_softmax(logits, dim=-1), config.action_factors,
+                                         config.signal_factor)
+            ps_loss, h_mean, h_cond = positive_signalling_loss(msg_log_p, valid, config.signal_target)
+            if config.signal_bias_coeff > 0:
+                loss = loss + config.signal_bias_coeff * ps_loss
+            terms.update({SIGNAL_LOSS: ps_loss.detach(), SIGNAL_MEAN_POLICY_ENTROPY: h_mean.detach(),
+                          SIGNAL_CONDITIONAL_ENTROPY: h_cond.detach(), SIGNAL_MUTUAL_INFO: (h_mean - h_cond).detach(),
+                          "loss": loss.detach()})
         raise_if_not_finite(
             "MAPPO", loss, terms, "Lower `lr`, set `grad_clip`, or raise `vf_huber_delta` / turn on value_normalization."
         )
@@ -88,6 +103,9 @@ class MAPPOTorchLearner(FusedGradientStep, PPOTorchLearner):
                 # In env units: comparable with episode returns.
                 VALUE_MEAN: sel(values if normalizer is None else normalizer.denormalize(values)).mean(),
             }
+            for key in (SIGNAL_LOSS, SIGNAL_MEAN_POLICY_ENTROPY, SIGNAL_CONDITIONAL_ENTROPY, SIGNAL_MUTUAL_INFO):
+                if key in terms:
+                    metrics[key] = terms[key]
             if normalizer is not None:
                 mean, std = normalizer.mean_std()
                 metrics[VALUE_NORM_MEAN], metrics[VALUE_NORM_STD] = mean.float(), std.float()

@@ -11,6 +11,18 @@ agent's probability ratio is clipped on its own (MAPPO eq. 1, per agent i):
     loss     = −L^clip + c_V · min(L^V per step, vf_clip) − c_H · H  (+ β · KL(π_old ‖ π_θ) if used)
 
 Clipping the joint ratio Π_i ρ_i instead would make its variance grow with the number of agents.
+
+Positive signalling (Eccles et al. 2019, "Biases for Emergent Communication in Multi-Agent Reinforcement
+Learning", §3.1), an option for envs whose action includes a message (``action_factors``): with π_M(m | o) the
+marginal of the message factor,
+
+    π̄_M     = mean over valid steps and agents of π_M(· | o)                      (the minibatch's average speaker)
+    L^ps     = −H(π̄_M) + (H(π_M(· | o)) − H_target)²   (H(π_M(·|o)) averaged over valid steps and agents)
+
+H(π̄_M) − mean H(π_M(·|o)) is the minibatch estimate of the mutual information I(o; m): minimising L^ps makes
+the words depend on what the speaker sees, which the policy gradient alone does not do while the listener still
+ignores them (the compromise point of the communication game). H_target keeps each word choice stochastic enough
+to explore.
 """
 from __future__ import annotations
 
@@ -33,6 +45,39 @@ def _masked_mean(x: torch.Tensor, valid: Optional[torch.Tensor]) -> torch.Tensor
         return x.mean()
     w = valid.to(x.dtype).reshape(*valid.shape, *([1] * (x.dim() - valid.dim()))).expand_as(x)
     return (x * w).sum() / w.sum().clamp(min=1.0)
+
+
+def factor_log_probs(log_p: torch.Tensor, factors: list[int], k: int) -> torch.Tensor:
+    """Log-marginal of factor k of a factored flat action: ``(..., A) -> (..., factors[k])``.
+
+    The flat action is ``a = a_0 + f_0 * (a_1 + f_1 * ...)`` (first factor fastest, as ``FactoredLogits``), so in
+    row-major order the flat axis unflattens to ``(f_{K-1}, ..., f_0)``: factor k sits at position K-1-k.
+    """
+    K = len(factors)
+    x = log_p.unflatten(-1, tuple(reversed(factors)))  # (..., A) -> (..., f_{K-1}, ..., f_0)
+    others = [p - K for p in range(K) if p != K - 1 - k]  # the other factors' axes (negative dims)
+    return torch.logsumexp(x, dim=others)  # (..., f_k)
+
+
+def positive_signalling_loss(
+    msg_log_p: torch.Tensor, valid: Optional[torch.Tensor], target_entropy: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """L^ps (module docstring): ``msg_log_p (..., n, M)``, ``valid (...)`` bool or None.
+
+    Returns ``(loss, H(π̄_M), mean H(π_M(·|o)))``.
+    """
+    probs = msg_log_p.exp()  # (..., n, M)
+    row_entropy = -(probs * msg_log_p).sum(-1)  # (..., n)
+    cond_entropy = _masked_mean(row_entropy, valid)
+    flat = probs.reshape(-1, probs.shape[-1])  # (rows * n, M)
+    if valid is None:
+        mean_policy = flat.mean(0)  # (M,)
+    else:
+        w = valid.to(probs.dtype).unsqueeze(-1).expand(probs.shape[:-1]).reshape(-1, 1)  # (rows * n, 1)
+        mean_policy = (flat * w).sum(0) / w.sum().clamp(min=1.0)  # (M,)
+    mean_entropy = -(mean_policy * torch.log(mean_policy.clamp(min=1e-12))).sum()
+    loss = -mean_entropy + (cond_entropy - target_entropy) ** 2
+    return loss, mean_entropy, cond_entropy
 
 
 def mappo_loss(
