@@ -158,7 +158,8 @@ def main(argv=None):
             "curve": r["curve"], "curve_label": "greedy win rate", "config": json.loads(args.config), "tag": args.tag,
             "budget": (f"Budget: {r['env_steps']} env steps per run ({args.num_envs} battles x 25 steps per iteration, "
                        f"{args.updates_per_iteration} updates of {args.batch} replay transitions each), lr={args.lr}, "
-                       f"sight range {'SMAX default' if args.sight is None else format(args.sight, 'g')}; greedy decentralized win rate on {args.eval_episodes} battles."),
+                       f"sight range {'SMAX default' if args.sight is None else format(args.sight, 'g')}; "
+                       f"greedy decentralized win rate on {args.eval_episodes} battles."),
         }
         with open(args.out, "a") as f:
             f.write(json.dumps(row) + "\n")
