@@ -84,6 +84,9 @@ def oracle_classes():
     class OracleConfig(MIFQConfig):
         def __init__(self, algo_class=None):
             super().__init__(algo_class=algo_class or MIFQ)
+            # Online from the first step, as the README's oracle rows were measured (before MIFQ's warm start;
+            # --config '{"pretrain_offline_updates": 6500}' adds it).
+            self.pretrain_offline_updates = 0
 
         def get_default_learner_class(self):
             return OracleRewardLearner

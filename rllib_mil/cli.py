@@ -145,6 +145,7 @@ def build_config(exp: Dict[str, Any], source: str = "config"):
 STATUS_COLUMNS = {
     "training_iteration": "iter",
     "num_env_steps_sampled_lifetime": "env steps",
+    "num_offline_updates_lifetime": "offline updates",
     "env_runners/episode_return_mean": "return",
     "evaluation/env_runners/episode_return_mean": "greedy eval return",
     "env_runners/win_rate": "win rate",

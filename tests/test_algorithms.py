@@ -12,7 +12,9 @@ from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.core.columns import Columns
 
 import rllib_mil  # noqa: F401  (registers env ids and algorithm names)
+from rllib_mil.algorithms.masqil import MASQILConfig
 from rllib_mil.algorithms.mifq import MIFQConfig, mifq_learner
+from rllib_mil.algorithms.mifq.mifq import WARM_START_CHUNK
 from rllib_mil.algorithms.registry import INVERSE_Q as ALGORITHMS
 from rllib_mil.data.demos import DemoValidationError, collect_demos
 from rllib_mil.envs import ACTION_MASK, OBS, STATE, make_team_env
@@ -47,6 +49,8 @@ def make_config(name, env=SPREAD, env_config=None, expert_data=None, **training)
         "num_updates_per_iteration": UPDATES,
         "expert_batch_size": EXPERT_BATCH,
         "train_batch_size_per_learner": TRAIN_BATCH,
+        # No warm start (its 6500 offline updates): tested on its own, test_offline_pretraining_then_online.
+        "pretrain_offline_updates": 0,
         **training,
     }
     return (
@@ -61,6 +65,12 @@ def make_config(name, env=SPREAD, env_config=None, expert_data=None, **training)
 def learner_module(algo):
     """The learner's (full, non-inference-only) team module of a local learner group."""
     return algo.learner_group._learner.module[MODULE_ID]
+
+
+def env_runner_module(algo):
+    """The local env runner's (inference-only) team module."""
+    m = algo.env_runner.module
+    return m[MODULE_ID] if hasattr(m, "keys") else m
 
 
 def learner_weights(algo):
@@ -221,14 +231,20 @@ def test_recurrent_agents_train_on_whole_episodes(name, build, tmp_path):
 
 
 def test_offline_pretraining_then_online(build):
-    """pretrain_offline_updates: expert-only updates without sampling first, then the online loop."""
-    algo = build(make_config("MIFQ", pretrain_offline_updates=2 * UPDATES))
+    """pretrain_offline_updates (the warm start, on by default): expert-only updates without sampling first, in
+    chunks of at least WARM_START_CHUNK per iteration whatever num_updates_per_iteration says, then the online loop."""
+    assert MIFQConfig().pretrain_offline_updates > 0 and MASQILConfig().pretrain_offline_updates == 0
+    n = WARM_START_CHUNK + 3
+    algo = build(make_config("MIFQ", pretrain_offline_updates=n))
     first, second, third = (algo.train() for _ in range(3))
-    for r in (first, second):  # UPDATES offline updates per iteration: two pre-training iterations
+    assert first["num_offline_updates_lifetime"] == WARM_START_CHUNK  # not UPDATES
+    assert second["num_offline_updates_lifetime"] == n  # the rest
+    for r in (first, second):
         assert r["num_env_steps_sampled_lifetime"] == 0
         assert float(r["learners"][MODULE_ID]["replay_rows"]) == 0.0
-    assert algo._n_offline_updates == 2 * UPDATES
+    assert algo._n_offline_updates == n
     assert third["num_env_steps_sampled_lifetime"] == FRAGMENT  # then sampling starts
+    assert third["num_offline_updates_lifetime"] == n
     with pytest.raises(ValueError, match="pretrain_offline_updates"):
         make_config("MIFQ", pretrain_offline_updates=-1).validate()
 
@@ -417,7 +433,10 @@ def test_offline_mode_samples_nothing_and_has_no_replay_buffer(name, build):
                                             ({"replay_is_clip": 0}, "replay_is_clip"),
                                             ({"mixer_lr": 1e-3, "mixer": "none"}, "mixer_lr"),
                                             ({"policy_prior": "dagger"}, "policy_prior"),
-                                            ({"prior_weight": 0}, "prior_weight")])
+                                            ({"prior_weight": 0}, "prior_weight"),
+                                            ({"prior_net": "own"}, "prior_net"),
+                                            ({"prior_net": "separate", "policy_prior": None}, "prior_net"),
+                                            ({"prior_net": "separate", "use_gru": True}, "prior_net")])
 def test_bad_iq_options_fail_validation(settings, match):
     _, config_cls = ALGORITHMS["MIFQ"]
     with pytest.raises(ValueError, match=match):
@@ -490,6 +509,34 @@ def test_mifq_mixer_shared_or_paper_pair(shared, build):
     algo.learner_group.set_weights({MODULE_ID: weights})
     assert_state_equal(learner_weights(algo), weights)
     assert MIFQConfig().mixer_shared is True
+
+
+def test_separate_prior_net_shares_no_weights_with_q(build):
+    """prior_net="separate": the prior's logits come from their own tower, so Q does not move when that tower's
+    weights change, the prior's NLL falls as it trains, and acting reads Q + α·β·log π0 as with the shared head."""
+    from rllib_mil.modules.agent_nets import TwoTowerAgentNet
+    from rllib_mil.modules.soft import greedy_actions
+
+    algo = build(make_config("MIFQ", prior_net="separate", lr=3e-3))
+    module = learner_module(algo)
+    n_actions = module.n_actions
+    assert isinstance(module.q_net, TwoTowerAgentNet) and isinstance(env_runner_module(algo).q_net, TwoTowerAgentNet)
+    assert not {id(p) for p in module.q_net.first.parameters()} & {id(p) for p in module.q_net.second.parameters()}
+    results = [algo.train() for _ in range(TRAIN_ITERS + 2)]
+    stats = [r["learners"][MODULE_ID] for r in results if "prior_nll" in r.get("learners", {}).get(MODULE_ID, {})]
+    assert len(stats) >= 2 and float(stats[-1]["prior_nll"]) < float(stats[0]["prior_nll"])
+    batch = team_obs_batch(SPREAD, n=32)
+    obs = module.agent_inputs(batch[Columns.OBS][OBS], batch[Columns.OBS][STATE])
+    out = module.q_net(obs).detach()  # (B, n, 2A)
+    with torch.no_grad():
+        for p in module.q_net.second.parameters():
+            p.add_(1.0)
+    moved = module.q_net(obs).detach()
+    torch.testing.assert_close(moved[..., :n_actions], out[..., :n_actions])  # Q: the first tower only
+    assert not torch.allclose(moved[..., n_actions:], out[..., n_actions:])
+    q, logits = moved[..., :n_actions], moved[..., n_actions:]
+    want = greedy_actions(q + module.prior_scale * torch.log_softmax(logits, dim=-1), batch[Columns.OBS][ACTION_MASK])
+    torch.testing.assert_close(module.forward_inference(batch)[Columns.ACTIONS], want)
 
 
 @pytest.mark.parametrize("name", ALGO_NAMES)

@@ -39,6 +39,7 @@ SMOKE_CONFIG = {
     "num_updates_per_iteration": 2,
     "expert_batch_size": 32,
     "train_batch_size_per_learner": 64,
+    "pretrain_offline_updates": 0,  # no warm start: online from the first iteration
     "restart_failed_env_runners": False,
     "seed": 0,
 }

@@ -18,7 +18,7 @@ def test_killed_env_runner_is_restarted_and_training_continues(build):
         MIFQConfig()
         .environment("mpe/simple_spread")
         .training(expert_data=DEMOS, num_steps_sampled_before_learning_starts=50, num_updates_per_iteration=2,
-                  expert_batch_size=32, train_batch_size_per_learner=32)
+                  expert_batch_size=32, train_batch_size_per_learner=32, pretrain_offline_updates=0)
         .env_runners(num_env_runners=2, num_cpus_per_env_runner=0.5, rollout_fragment_length=25)
         .fault_tolerance(restart_failed_env_runners=True, delay_between_env_runner_restarts_s=1.0)
         .debugging(seed=0)
@@ -51,7 +51,7 @@ def test_hung_env_runner_is_killed_restarted_and_training_continues(build):
         MIFQConfig()
         .environment("mpe/simple_spread")
         .training(expert_data=DEMOS, num_steps_sampled_before_learning_starts=50, num_updates_per_iteration=2,
-                  expert_batch_size=32, train_batch_size_per_learner=32)
+                  expert_batch_size=32, train_batch_size_per_learner=32, pretrain_offline_updates=0)
         .env_runners(num_env_runners=2, num_cpus_per_env_runner=0.5, rollout_fragment_length=25,
                      sample_timeout_s=3.0)
         .fault_tolerance(restart_failed_env_runners=True, delay_between_env_runner_restarts_s=1.0,

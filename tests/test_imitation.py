@@ -145,7 +145,8 @@ def test_checkpoint_carries_replay_buffer_expert_sampler_and_counters(build, tmp
     """A restored MIFQ run continues on the same data: the replay buffer (RLlib's new stack saves none), the
     expert sampler's RNG, the counters; its first update after the restore already uses replay rows."""
     config = offline_config("MIFQ", env="mpe/simple_spread").training(
-        offline=False, num_steps_sampled_before_learning_starts=50, train_batch_size_per_learner=32)
+        offline=False, num_steps_sampled_before_learning_starts=50, train_batch_size_per_learner=32,
+        pretrain_offline_updates=0)
     algo = build(config)
     for _ in range(4):
         algo.train()

@@ -24,6 +24,7 @@ TINY = {
     "num_updates_per_iteration": 2,
     "expert_batch_size": 32,
     "train_batch_size_per_learner": 32,
+    "pretrain_offline_updates": 0,  # no warm start: online from the first iteration
     "seed": 0,
 }
 

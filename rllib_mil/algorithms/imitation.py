@@ -53,6 +53,8 @@ REPLAY_BUFFER = "replay_buffer"
 OFFLINE_UPDATES = "n_offline_updates"
 EXPERT_SAMPLER = "expert_sampler_rng"
 REPLAY_SAMPLER = "replay_sampler_rng"
+# Result key: learner updates on expert rows alone so far (offline mode, or an online run's warm start).
+NUM_OFFLINE_UPDATES_LIFETIME = "num_offline_updates_lifetime"
 
 
 class TeamConfig(AlgorithmConfig):
@@ -355,11 +357,13 @@ class ImitationAlgorithm(TeamAlgorithm):
         super().set_state(state)
         self._n_offline_updates = state.get(OFFLINE_UPDATES, self._n_offline_updates)
 
-    def _offline_training_step(self) -> None:
-        # Expert rows only: the learner draws them from its on-device buffer.
-        n = self.config.num_updates_per_iteration
+    def _offline_training_step(self, n_updates: Optional[int] = None) -> None:
+        """``n_updates`` (default ``num_updates_per_iteration``) learner updates on expert rows only; the learner
+        draws them from its on-device buffer. Their lifetime count is the result's ``num_offline_updates_lifetime``."""
+        n = n_updates or self.config.num_updates_per_iteration
         expert_only_updates(self, n, first_update=self._n_offline_updates)
         self._n_offline_updates += n
+        self.metrics.log_value(NUM_OFFLINE_UPDATES_LIFETIME, n, reduce="lifetime_sum")
 
 
 def resolve_expert_data(config) -> str:

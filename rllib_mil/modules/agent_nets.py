@@ -70,6 +70,21 @@ class SharedAgentQNet(nn.Module):
         return self.mlp(x)  # (..., n, A)
 
 
+class TwoTowerAgentNet(nn.Module):
+    """Two shared per-agent MLPs side by side: ``forward(obs: (..., n, d)) -> (..., n, 2A)`` = ``[first(obs) |
+    second(obs)]``. The same output layout as one ``SharedAgentQNet`` with 2A outputs, but the two halves share no
+    weights (MIFQ's ``prior_net="separate"``: soft-Q values and the behaviour-cloning prior's logits)."""
+
+    def __init__(self, obs_dim: int, n_agents: int, n_actions: int, hidden: Sequence[int] = (128, 128),
+                 add_agent_id: bool = True):
+        super().__init__()
+        self.first = SharedAgentQNet(obs_dim, n_agents, n_actions, hidden, add_agent_id)
+        self.second = SharedAgentQNet(obs_dim, n_agents, n_actions, hidden, add_agent_id)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.first(obs), self.second(obs)], dim=-1)  # (..., n, A) x 2 -> (..., n, 2A)
+
+
 class SharedAgentGRUNet(nn.Module):
     """Recurrent variant: MLP encoder -> GRU -> linear head, shared by all agents, one hidden state per agent.
 

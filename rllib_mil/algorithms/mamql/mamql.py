@@ -50,6 +50,8 @@ class MAMQLConfig(MIFQConfig):
         # `rllib rewards export` reports g_i(s'). Measured online on simple_reference and Overcooked, it tracks the
         # true rewards better than R(s, a) (README "Reward recovery"). "state_action" (the paper's): R_i(s, a).
         self.reward_form = "state"
+        # No offline warm start (MIFQConfig.pretrain_offline_updates): MAMQL's results were measured without one.
+        self.pretrain_offline_updates = 0
         # __sphinx_doc_end__
         # fmt: on
 

@@ -35,6 +35,8 @@ class MASQILConfig(MIFQConfig):
         self.train_batch_size_per_learner = 64
         # SQIL's policy is softmax(Q/alpha): no behaviour-cloning prior (MIFQConfig.policy_prior).
         self.policy_prior = None
+        # No offline warm start (MIFQConfig.pretrain_offline_updates): expert rows alone carry no contrast.
+        self.pretrain_offline_updates = 0
 
     @override(MIFQConfig)
     def validate(self) -> None:

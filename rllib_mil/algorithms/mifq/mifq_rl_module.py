@@ -17,6 +17,7 @@ from ray.rllib.core.rl_module.rl_module import RLModule
 from ray.rllib.utils.annotations import override
 
 from rllib_mil.envs.contract import OBS
+from rllib_mil.modules.agent_nets import TwoTowerAgentNet
 from rllib_mil.modules.mixers import make_mixer
 from rllib_mil.modules.soft import with_policy_prior
 from rllib_mil.modules.team_module import TeamAgentModule
@@ -61,6 +62,10 @@ class MIFQTorchRLModule(TeamAgentModule, TargetNetworkAPI, InferenceOnlyAPI):
     def setup(self):
         super().setup()
         mc = self.model_config
+        if self.prior_scale and mc.get("prior_net", "shared") == "separate":
+            # The prior's logits from their own network (same layout as the shared net's second head).
+            self.q_net = TwoTowerAgentNet(self.input_dim, self.n_agents, self.n_actions, hidden=tuple(mc["hidden"]),
+                                          add_agent_id=mc["add_agent_id"])
         mixer_kwargs = {}
         if mc["mixer"] == "mifq":
             mixer_kwargs = dict(
