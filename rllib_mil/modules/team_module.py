@@ -49,22 +49,23 @@ class TeamAgentModule(TorchRLModule):
             raise ValueError(f"agent_input must be one of {AGENT_INPUTS}, got {self.agent_input!r}")
         in_dim = {"obs": self.obs_dim, "state": self.state_dim, "state+obs": self.state_dim + self.obs_dim}
         self.input_dim = in_dim[self.agent_input]
-        if self.use_gru:
-            self.q_net = SharedAgentGRUNet(
-                self.input_dim, self.n_agents, self.agent_out_dim(), hidden=tuple(mc["hidden"]),
-                gru_hidden=mc["gru_hidden"], add_agent_id=mc["add_agent_id"],
-            )
-        else:
-            self.q_net = SharedAgentQNet(
-                self.input_dim, self.n_agents, self.agent_out_dim(), hidden=tuple(mc["hidden"]),
-                add_agent_id=mc["add_agent_id"],
-            )
+        self.q_net = self.make_agent_net()
         self.exploration = mc.get("exploration", "boltzmann")
         if self.exploration not in EXPLORATIONS:
             raise ValueError(f"exploration must be one of {EXPLORATIONS}, got {self.exploration!r}")
         # Rollout temperature (Boltzmann) or ε (ε-greedy); a schedule over sampled env steps is allowed.
         key = "epsilon" if self.exploration == "epsilon" else "rollout_alpha"
         self.explore_schedule = Scheduler(mc[key], framework="torch")
+
+    def make_agent_net(self) -> torch.nn.Module:
+        """The shared per-agent network ``q_net``: ``(..., n, input_dim) -> (..., n, agent_out_dim())`` (recurrent:
+        also takes and returns the per-agent GRU state)."""
+        mc = self.model_config
+        if self.use_gru:
+            return SharedAgentGRUNet(self.input_dim, self.n_agents, self.agent_out_dim(), hidden=tuple(mc["hidden"]),
+                                     gru_hidden=mc["gru_hidden"], add_agent_id=mc["add_agent_id"])
+        return SharedAgentQNet(self.input_dim, self.n_agents, self.agent_out_dim(), hidden=tuple(mc["hidden"]),
+                               add_agent_id=mc["add_agent_id"])
 
     def agent_out_dim(self) -> int:
         """Outputs per agent row of ``q_net`` (one score per action; distributional agents return more)."""

@@ -45,6 +45,15 @@ class MIFQTorchRLModule(TeamAgentModule, TargetNetworkAPI, InferenceOnlyAPI):
     def agent_out_dim(self) -> int:
         return self.n_actions * (2 if self.prior_scale else 1)
 
+    @override(TeamAgentModule)
+    def make_agent_net(self) -> torch.nn.Module:
+        mc = self.model_config
+        if self.prior_scale and mc.get("prior_net", "shared") == "separate":
+            # The prior's logits from their own network (same layout as the shared net's second head).
+            return TwoTowerAgentNet(self.input_dim, self.n_agents, self.n_actions, hidden=tuple(mc["hidden"]),
+                                    add_agent_id=mc["add_agent_id"])
+        return super().make_agent_net()
+
     def split_prior(self, out: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """``q_net`` outputs ``(..., agent_out_dim)`` -> ``(Q (..., A), prior logits (..., A) or None)``."""
         if not self.prior_scale:
@@ -62,10 +71,6 @@ class MIFQTorchRLModule(TeamAgentModule, TargetNetworkAPI, InferenceOnlyAPI):
     def setup(self):
         super().setup()
         mc = self.model_config
-        if self.prior_scale and mc.get("prior_net", "shared") == "separate":
-            # The prior's logits from their own network (same layout as the shared net's second head).
-            self.q_net = TwoTowerAgentNet(self.input_dim, self.n_agents, self.n_actions, hidden=tuple(mc["hidden"]),
-                                          add_agent_id=mc["add_agent_id"])
         mixer_kwargs = {}
         if mc["mixer"] == "mifq":
             mixer_kwargs = dict(
