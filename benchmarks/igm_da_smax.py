@@ -64,13 +64,15 @@ def run_one(task, method, seed, args):
 
 
 class ExpertAgentsPolicy:
-    """Greedy actions of an IGM-DA module's expert agents (they read the global state), for diagnostics only."""
+    """Greedy actions of an IGM-DA module's expert agents (they read the global state), for diagnostics only;
+    recurrent expert agents (``expert_gru``) carry their state from step to step."""
 
     def __init__(self, module):
         self.module = module
+        self.h = None
 
     def reset(self):
-        pass
+        self.h = None
 
     def act(self, obs, rng=None):
         import numpy as np
@@ -78,10 +80,16 @@ class ExpertAgentsPolicy:
 
         from rllib_mil.envs.contract import ACTION_MASK, OBS, STATE
 
+        m = self.module
         with torch.no_grad():
-            o = torch.as_tensor(np.asarray(obs[OBS]))[None]
-            s = torch.as_tensor(np.asarray(obs[STATE]))[None]
-            q = self.module.td_scores(self.module.td_values(o, s))[0]
+            o = torch.as_tensor(np.asarray(obs[OBS]))[None]  # (1, n, d)
+            s = torch.as_tensor(np.asarray(obs[STATE]))[None]  # (1, s)
+            if m.td_recurrent:
+                x = m.td_inputs(o[:, None], s[:, None])  # (1, T=1, n, s + d)
+                out, self.h = m.td_net(x, m.zero_state(x) if self.h is None else self.h)
+                q = m.td_scores(out[:, 0])[0]  # (n, A)
+            else:
+                q = m.td_scores(m.td_values(o, s))[0]
             q = q.masked_fill(torch.as_tensor(np.asarray(obs[ACTION_MASK])) <= 0, -1e9)
         return q.argmax(-1).numpy().astype(np.int64)
 
@@ -157,7 +165,8 @@ def main(argv=None):
             "num_envs": args.num_envs, "eval_episodes": args.eval_episodes, "wall_s": r["wall_s"],
             "curve": r["curve"], "curve_label": "greedy win rate", "config": json.loads(args.config), "tag": args.tag,
             "budget": (f"Budget: {r['env_steps']} env steps per run ({args.num_envs} battles x 25 steps per iteration, "
-                       f"{args.updates_per_iteration} updates of {args.batch} replay transitions each), lr={args.lr}, "
+                       f"{args.updates_per_iteration} updates of {args.batch} replay "
+                       f"{'episodes' if json.loads(args.config).get('use_gru') else 'transitions'} each), lr={args.lr}, "
                        f"sight range {'SMAX default' if args.sight is None else format(args.sight, 'g')}; "
                        f"greedy decentralized win rate on {args.eval_episodes} battles."),
         }

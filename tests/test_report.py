@@ -154,3 +154,19 @@ def test_reward_oracle_trains_on_the_env_reward(ray_session):
     for key in ("loss", "td_error_abs_mean", "prior_nll", "q_abs_max"):
         assert math.isfinite(float(stats[key])), key
     assert np.isfinite(demo_reward).all()
+
+
+def test_spread_gap_splits_the_env_reward():
+    """benchmarks/spread_gap.py: approach + stopping (distance) and the collision pairs add up to the env's own team
+    return, episode by episode (mpe2 simple_spread, local_ratio 0.5: each colliding pair costs 1/n per step)."""
+    from rllib_mil.data.experts import make_expert
+    from rllib_mil.envs import make_team_env
+
+    gap = _benchmark_script("spread_gap")
+    env = make_team_env("mpe/simple_spread", {"N": 3, "max_cycles": 25})
+    for name in ("scripted", "random"):  # random play collides often, the scripted expert rarely
+        r = gap.profile(env, make_expert(name, env), 4, 10_000, 3)
+        collision_loss = -(r["return"] + r["approach_loss"] + r["stopping_loss"])
+        assert collision_loss == pytest.approx(r["colliding_pair_steps"] / 3, abs=1e-4)
+        assert len(r["distance_per_step"]) == 25 and r["stopping_loss"] == pytest.approx(12.5 * r["final_distance"])
+    env.close()

@@ -335,6 +335,8 @@ def test_non_finite_loss_raises(build, monkeypatch):
         ({"dagger_beta": 1.5}, "dagger_beta"),
         ({"dagger_beta": [[0, 1.0], [100, -0.1]]}, "dagger_beta"),
         ({"dagger_beta": [[0]]}, "dagger_beta"),
+        ({"expert_gru": 1}, "expert_gru"),
+        ({"expert_gru": True}, "expert_gru"),  # without use_gru (and, for QMIX, without IGM-DA)
     ],
 )
 def test_bad_settings_fail_validation(settings, match):
@@ -399,3 +401,42 @@ def test_recurrent_padding_never_reaches_the_loss(name, build):
     assert rows.actions.shape[0] == int(lengths.sum())
     assert torch.equal(rows.reward, rows2.reward) and torch.allclose(rows.out, rows2.out)
     assert torch.allclose(loss, loss2)
+
+
+def test_expert_gru_needs_a_recurrent_igm_da_without_beta():
+    """expert_gru: the recurrent expert agents exist only in IGM-DA with use_gru, and cannot act on the env runners
+    (dagger_beta > 0 would need their recurrent state there)."""
+    da = VALUE_DECOMPOSITION["QMIX-DA"][1]
+    da().environment(SPREAD).training(use_gru=True, expert_gru=True).validate()  # positive control
+    with pytest.raises(ValueError, match="dagger_beta 0 or expert_gru False"):
+        da().environment(SPREAD).training(use_gru=True, expert_gru=True, dagger_beta=0.5).validate()
+    with pytest.raises(ValueError, match="igm_da=True"):
+        VALUE_DECOMPOSITION["QMIX"][1]().environment(SPREAD).training(use_gru=True, expert_gru=True).validate()
+
+
+@pytest.mark.parametrize("name", ["QMIX-DA", "DMIX-DA"])
+def test_recurrent_expert_agents_train_on_whole_episodes(name, build):
+    """expert_gru: the expert agents are a GRU over (global state, own obs); the TD loss and the teach targets run it
+    over whole replay episodes from the zero state, so a step's expert values depend on the steps before it."""
+    from rllib_mil.data.sequences import SEQ_OBS, SEQ_STATE, SEQ_VALID
+    from rllib_mil.modules.agent_nets import SharedAgentGRUNet
+
+    algo = build(make_config(name, env=SMAX, env_config={"sight_range": 0.0}, use_gru=True, expert_gru=True,
+                             train_batch_size_per_learner=4, hidden=[32], gru_hidden=32))
+    module = learner_module(algo).unwrapped()
+    assert isinstance(module.expert_net, SharedAgentGRUNet) and module.td_recurrent
+    before = [p.detach().clone() for p in module.expert_net.parameters()]
+    for _ in range(4):
+        result = algo.train()
+    stats = result["learners"][MODULE_ID]
+    assert math.isfinite(float(stats["td_loss"])) and math.isfinite(float(stats["teach_loss"]))
+    assert any(not torch.equal(a, b) for a, b in zip(before, module.expert_net.parameters()))  # TD trains it
+    seqs = algo.sample_replay_sequences(2).policy_batches[MODULE_ID]
+    obs, state = (torch.as_tensor(np.asarray(seqs[k])) for k in (SEQ_OBS, SEQ_STATE))  # (B, T+1, ...)
+    assert float(torch.as_tensor(np.asarray(seqs[SEQ_VALID]))[:, 1].min()) > 0  # every episode has a step 1
+    with torch.no_grad():
+        whole = module.td_values(obs, state)  # (B, T+1, n, out)
+        alone = module.td_values(obs[:, 1:2], state[:, 1:2])  # step 1 run from the zero state, no history
+    assert whole.shape[:3] == (obs.shape[0], obs.shape[1], 3)
+    assert not torch.allclose(whole[:, 1], alone[:, 0])  # the history of step 0 reached step 1's values
+    assert "expert_net" in module.get_non_inference_attributes()  # stays on the learner

@@ -57,6 +57,9 @@ class ValueDecompositionConfig(TeamConfig):
         # agents, a float or a schedule [[env_step, beta], ...] (classic DAgger's β-mixture, e.g. 1 -> 0). 0 = the
         # paper's IGM-DA, where only the learner agents collect.
         self.dagger_beta = 0.0
+        # IGM-DA with `use_gru`: the expert agents are recurrent too (a GRU over the history of (global state, own
+        # obs), as PyMARL's agents) instead of feed-forward on the current global state. Needs dagger_beta 0.
+        self.expert_gru = False
         # Env steps collected before the first learner update.
         self.num_steps_sampled_before_learning_starts = 1000
         self.replay_buffer_config = {"type": TEAM_REPLAY_BUFFER, "capacity": 100_000}
@@ -87,6 +90,7 @@ class ValueDecompositionConfig(TeamConfig):
         teach_loss: Optional[str] = NotProvided,
         teach_coef: Optional[float] = NotProvided,
         dagger_beta=NotProvided,
+        expert_gru: Optional[bool] = NotProvided,
         num_steps_sampled_before_learning_starts: Optional[int] = NotProvided,
         replay_buffer_config: Optional[dict] = NotProvided,
         **kwargs,
@@ -97,7 +101,7 @@ class ValueDecompositionConfig(TeamConfig):
             self, double_q=double_q, exploration=exploration, epsilon=epsilon, rollout_alpha=rollout_alpha,
             mixer_embed_dim=mixer_embed_dim, hypernet_hidden=hypernet_hidden, tau=tau,
             target_network_update_freq=target_network_update_freq, igm_da=igm_da, teach_loss=teach_loss,
-            teach_coef=teach_coef, dagger_beta=dagger_beta,
+            teach_coef=teach_coef, dagger_beta=dagger_beta, expert_gru=expert_gru,
             num_steps_sampled_before_learning_starts=num_steps_sampled_before_learning_starts,
         )
         self.update_replay_buffer_config(replay_buffer_config)
@@ -114,7 +118,7 @@ class ValueDecompositionConfig(TeamConfig):
             self._value_error("The acting agents of QMIX / QPLEX / DMIX read their own observation "
                               "(decentralized execution): keep agent_input='obs'; IGM-DA's expert agents read the "
                               "global state (igm_da=True).")
-        for name in ("igm_da", "double_q"):
+        for name in ("igm_da", "double_q", "expert_gru"):
             if not isinstance(getattr(self, name), bool):
                 self._value_error(f"`{name}` must be True or False, got {getattr(self, name)!r}.")
         if self.teach_loss not in TEACH_LOSSES:
@@ -133,6 +137,12 @@ class ValueDecompositionConfig(TeamConfig):
         if any(betas) and not self.igm_da:
             self._value_error("`dagger_beta` lets IGM-DA's expert agents act; it needs igm_da=True (a -DA "
                               "algorithm such as QMIX-DA). Remove it or use the -DA algorithm.")
+        if self.expert_gru and not (self.igm_da and self.use_gru):
+            self._value_error("`expert_gru` makes IGM-DA's expert agents recurrent; it needs igm_da=True (a -DA "
+                              "algorithm) and use_gru=True. Set those or remove `expert_gru`.")
+        if self.expert_gru and any(betas):
+            self._value_error("`expert_gru` with `dagger_beta` > 0 is not supported: the env runners would have to "
+                              "carry the expert agents' recurrent state. Set dagger_beta 0 or expert_gru False.")
         self.validate_episode_replay()
 
     @property
@@ -146,6 +156,7 @@ class ValueDecompositionConfig(TeamConfig):
             "hypernet_hidden": self.hypernet_hidden,
             "igm_da": self.igm_da,
             "dagger_beta": self.dagger_beta,
+            "expert_gru": self.expert_gru,
         }
 
 

@@ -26,7 +26,7 @@ from ray.rllib.utils.schedules.scheduler import Scheduler
 from torch import nn
 
 from rllib_mil.envs.contract import OBS, STATE
-from rllib_mil.modules.agent_nets import SharedAgentQNet
+from rllib_mil.modules.agent_nets import SharedAgentGRUNet, SharedAgentQNet
 from rllib_mil.modules.team_module import TeamAgentModule
 
 # forward_target output key: the target TD net's outputs (B, n, td_out_dim).
@@ -42,11 +42,19 @@ class ValueDecompositionModule(TeamAgentModule, TargetNetworkAPI, InferenceOnlyA
         super().setup()
         mc = self.model_config
         self.igm_da = bool(mc.get("igm_da", False))
+        self.expert_gru = self.igm_da and bool(mc.get("expert_gru", False))
         if self.igm_da:
-            # Expert agents: (global state, own obs, one-hot id) per agent, the full-sight view of IGM-DA's Figure 2.
-            self.expert_net = SharedAgentQNet(
-                self.state_dim + self.obs_dim, self.n_agents, self.td_out_dim(), hidden=tuple(mc["hidden"]),
-                add_agent_id=mc["add_agent_id"])
+            # Expert agents: (global state, own obs, one-hot id) per agent, the full-sight view of IGM-DA's Figure 2;
+            # with expert_gru over its history (then trained on whole episodes, as the recurrent learner agents).
+            expert_in = self.state_dim + self.obs_dim
+            if self.expert_gru:
+                self.expert_net = SharedAgentGRUNet(
+                    expert_in, self.n_agents, self.td_out_dim(), hidden=tuple(mc["hidden"]),
+                    gru_hidden=mc["gru_hidden"], add_agent_id=mc["add_agent_id"])
+            else:
+                self.expert_net = SharedAgentQNet(
+                    expert_in, self.n_agents, self.td_out_dim(), hidden=tuple(mc["hidden"]),
+                    add_agent_id=mc["add_agent_id"])
         self.mixer = self.make_mixer()
         # Probability that the expert agents play a battle's step (a float or a schedule over sampled env steps).
         self.beta_schedule = Scheduler(mc.get("dagger_beta") or 0.0, framework="torch") if self.igm_da else None
@@ -85,8 +93,8 @@ class ValueDecompositionModule(TeamAgentModule, TargetNetworkAPI, InferenceOnlyA
 
     @property
     def td_recurrent(self) -> bool:
-        """Whether the TD-trained agents are the recurrent acting net (use_gru without IGM-DA)."""
-        return self.use_gru and not self.igm_da
+        """Whether the TD-trained agents are recurrent: the acting net with use_gru, or IGM-DA's expert_gru."""
+        return (self.use_gru and not self.igm_da) or self.expert_gru
 
     def td_values(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """(B, n, d) / (B, s) -> (B, n, td_out_dim); recurrent: whole episodes (B, T, n, d) / (B, T, s), run

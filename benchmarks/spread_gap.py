@@ -1,0 +1,94 @@
+"""Where a simple_spread policy loses return against the scripted expert: approach, stopping distance, collisions.
+
+Plays a checkpoint (greedy, decentralized) and the scripted expert on the same episodes and splits each one's team
+return. mpe2's spread reward with ``local_ratio`` 0.5 averaged over agents is
+``r_t = -1/2 * D_t - 1/2 * mean_i(collisions_i,t)``, where ``D_t`` is the sum over landmarks of the nearest agent's
+distance. The distance part is split into what the agents would lose standing at their final positions all
+episode (``25 * D_T``, "stopping") and the excess of the way there (``sum_t D_t - 25 * D_T``, "approach").
+
+    python benchmarks/spread_gap.py benchmarks/experts/mappo_mpe_spread_actor128_5m --episodes 100
+"""
+
+import argparse
+
+import numpy as np
+
+COLLISION_DIST = 0.3  # two agents of radius 0.15 touch
+
+
+def spread_stats(team_obs, n: int):
+    """(D_t, colliding pairs, whether two agents are nearest to the same landmark) from the agents' obs rows
+    ``[vel(2), pos(2), landmark_rel(2n), ...]``."""
+    from rllib_mil.envs.contract import OBS
+
+    o = np.asarray(team_obs[OBS], dtype=np.float64)
+    pos = o[:, 2:4]
+    landmarks = pos[0] + o[0, 4:4 + 2 * n].reshape(n, 2)
+    dist = np.linalg.norm(pos[:, None] - landmarks[None], axis=-1)  # (agents, landmarks)
+    pair = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+    pairs = int(((pair < COLLISION_DIST) & ~np.eye(n, dtype=bool)).sum() // 2)
+    return float(dist.min(0).sum()), pairs, len(set(dist.argmin(1).tolist())) < n
+
+
+def profile(env, policy, episodes: int, seed: int, n: int) -> dict:
+    from rllib_mil.data.experts import episode_rng
+
+    returns, dist_curves, pairs, shared = [], [], [], []
+    for k in range(episodes):
+        policy.reset()
+        rng = episode_rng(seed, k)
+        obs, _ = env.reset(seed=seed + k)
+        ret, curve, n_pairs, done = 0.0, [], 0, False
+        while not done:
+            obs, r, terminated, truncated, _ = env.step(np.asarray(policy.act(obs, rng), dtype=np.int64))
+            d, p, dup = spread_stats(obs, n)
+            ret, n_pairs, done = ret + float(r), n_pairs + p, terminated or truncated
+            curve.append(d)
+        returns.append(ret)
+        dist_curves.append(curve)
+        pairs.append(n_pairs)
+        shared.append(dup)
+    d = np.asarray(dist_curves)  # (episodes, T)
+    steps = d.shape[1]
+    return {
+        "return": float(np.mean(returns)),
+        "distance_per_step": d.mean(0).round(3).tolist(),
+        "final_distance": float(d[:, -1].mean()),
+        "approach_loss": float(0.5 * (d.sum(1) - steps * d[:, -1]).mean()),  # return lost on the way
+        "stopping_loss": float(0.5 * steps * d[:, -1].mean()),  # return lost standing where they end
+        "colliding_pair_steps": float(np.mean(pairs)),
+        "shared_landmark_at_end": float(np.mean(shared)),
+    }
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--seed", type=int, default=10_000, help="episode k is reset with seed + k (mappo_experts.py's)")
+    p.add_argument("--n", type=int, default=3)
+    args = p.parse_args(argv)
+
+    import torch
+
+    import rllib_mil  # noqa: F401  (registers the algorithms for checkpoint loading)
+    from rllib_mil.data.experts import make_expert
+    from rllib_mil.envs import make_team_env
+    from rllib_mil.evaluation import ModulePolicy, load_team_module
+
+    torch.set_num_threads(1)
+    env = make_team_env("mpe/simple_spread", {"N": args.n, "max_cycles": 25})
+    module, _ = load_team_module(args.checkpoint)
+    rows = {name: profile(env, pol, args.episodes, args.seed, args.n)
+            for name, pol in (("checkpoint", ModulePolicy(module)), ("scripted", make_expert("scripted", env)))}
+    env.close()
+    for name, r in rows.items():
+        print(f"{name:10s} return {r['return']:.2f}  approach loss {r['approach_loss']:.2f}  stopping loss "
+              f"{r['stopping_loss']:.2f}  collision loss {-(r['return'] + r['approach_loss'] + r['stopping_loss']):.2f}"
+              f"  final distance {r['final_distance']:.3f}  colliding pair-steps {r['colliding_pair_steps']:.2f}"
+              f"  shared landmark at end {r['shared_landmark_at_end']:.2f}")
+        print("           distance per step: " + " ".join(f"{x:.2f}" for x in r["distance_per_step"]))
+
+
+if __name__ == "__main__":
+    main()
