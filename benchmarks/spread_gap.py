@@ -31,23 +31,16 @@ def spread_stats(team_obs, n: int):
 
 
 def profile(env, policy, episodes: int, seed: int, n: int) -> dict:
-    from rllib_mil.data.experts import episode_rng
+    from rllib_mil.data.experts import episode_rng, play_episode
 
     returns, dist_curves, pairs, shared = [], [], [], []
     for k in range(episodes):
-        policy.reset()
-        rng = episode_rng(seed, k)
-        obs, _ = env.reset(seed=seed + k)
-        ret, curve, n_pairs, done = 0.0, [], 0, False
-        while not done:
-            obs, r, terminated, truncated, _ = env.step(np.asarray(policy.act(obs, rng), dtype=np.int64))
-            d, p, dup = spread_stats(obs, n)
-            ret, n_pairs, done = ret + float(r), n_pairs + p, terminated or truncated
-            curve.append(d)
+        ret, _, steps = play_episode(env, policy, seed + k, episode_rng(seed, k), record=True)
+        stats = [spread_stats(next_obs, n) for _, _, _, next_obs, *_ in steps]  # after each step, as the reward
         returns.append(ret)
-        dist_curves.append(curve)
-        pairs.append(n_pairs)
-        shared.append(dup)
+        dist_curves.append([d for d, _, _ in stats])
+        pairs.append(sum(p for _, p, _ in stats))
+        shared.append(stats[-1][2])
     d = np.asarray(dist_curves)  # (episodes, T)
     steps = d.shape[1]
     return {

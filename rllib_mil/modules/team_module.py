@@ -60,11 +60,16 @@ class TeamAgentModule(TorchRLModule):
     def make_agent_net(self) -> torch.nn.Module:
         """The shared per-agent network ``q_net``: ``(..., n, input_dim) -> (..., n, agent_out_dim())`` (recurrent:
         also takes and returns the per-agent GRU state)."""
+        return self.shared_agent_net(self.input_dim, self.agent_out_dim(), recurrent=self.use_gru)
+
+    def shared_agent_net(self, in_dim: int, out_dim: int, recurrent: bool) -> torch.nn.Module:
+        """A per-agent network shared by all agents, ``(..., n, in_dim) -> (..., n, out_dim)``, with the module's
+        ``hidden`` / ``gru_hidden`` / ``add_agent_id``: an MLP, or encoder -> GRU -> head when ``recurrent``."""
         mc = self.model_config
-        if self.use_gru:
-            return SharedAgentGRUNet(self.input_dim, self.n_agents, self.agent_out_dim(), hidden=tuple(mc["hidden"]),
+        if recurrent:
+            return SharedAgentGRUNet(in_dim, self.n_agents, out_dim, hidden=tuple(mc["hidden"]),
                                      gru_hidden=mc["gru_hidden"], add_agent_id=mc["add_agent_id"])
-        return SharedAgentQNet(self.input_dim, self.n_agents, self.agent_out_dim(), hidden=tuple(mc["hidden"]),
+        return SharedAgentQNet(in_dim, self.n_agents, out_dim, hidden=tuple(mc["hidden"]),
                                add_agent_id=mc["add_agent_id"])
 
     def agent_out_dim(self) -> int:

@@ -26,7 +26,6 @@ from ray.rllib.utils.schedules.scheduler import Scheduler
 from torch import nn
 
 from rllib_mil.envs.contract import OBS, STATE
-from rllib_mil.modules.agent_nets import SharedAgentGRUNet, SharedAgentQNet
 from rllib_mil.modules.team_module import TeamAgentModule
 
 # forward_target output key: the target TD net's outputs (B, n, td_out_dim).
@@ -46,15 +45,8 @@ class ValueDecompositionModule(TeamAgentModule, TargetNetworkAPI, InferenceOnlyA
         if self.igm_da:
             # Expert agents: (global state, own obs, one-hot id) per agent, the full-sight view of IGM-DA's Figure 2;
             # with expert_gru over its history (then trained on whole episodes, as the recurrent learner agents).
-            expert_in = self.state_dim + self.obs_dim
-            if self.expert_gru:
-                self.expert_net = SharedAgentGRUNet(
-                    expert_in, self.n_agents, self.td_out_dim(), hidden=tuple(mc["hidden"]),
-                    gru_hidden=mc["gru_hidden"], add_agent_id=mc["add_agent_id"])
-            else:
-                self.expert_net = SharedAgentQNet(
-                    expert_in, self.n_agents, self.td_out_dim(), hidden=tuple(mc["hidden"]),
-                    add_agent_id=mc["add_agent_id"])
+            self.expert_net = self.shared_agent_net(self.state_dim + self.obs_dim, self.td_out_dim(),
+                                                    recurrent=self.expert_gru)
         self.mixer = self.make_mixer()
         # Probability that the expert agents play a battle's step (a float or a schedule over sampled env steps).
         self.beta_schedule = Scheduler(mc.get("dagger_beta") or 0.0, framework="torch") if self.igm_da else None
