@@ -14,11 +14,12 @@ import argparse
 import numpy as np
 
 COLLISION_DIST = 0.3  # two agents of radius 0.15 touch
+NEAR = 0.1  # an agent this close to its nearest landmark counts as "arrived" for the speed diagnostic
 
 
 def spread_stats(team_obs, n: int):
-    """(D_t, colliding pairs, whether two agents are nearest to the same landmark) from the agents' obs rows
-    ``[vel(2), pos(2), landmark_rel(2n), ...]``."""
+    """(D_t, colliding pairs, whether two agents are nearest to the same landmark, speeds of the agents within
+    ``NEAR`` of a landmark) from the agents' obs rows ``[vel(2), pos(2), landmark_rel(2n), ...]``."""
     from rllib_mil.envs.contract import OBS
 
     o = np.asarray(team_obs[OBS], dtype=np.float64)
@@ -27,20 +28,23 @@ def spread_stats(team_obs, n: int):
     dist = np.linalg.norm(pos[:, None] - landmarks[None], axis=-1)  # (agents, landmarks)
     pair = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
     pairs = int(((pair < COLLISION_DIST) & ~np.eye(n, dtype=bool)).sum() // 2)
-    return float(dist.min(0).sum()), pairs, len(set(dist.argmin(1).tolist())) < n
+    speed = np.linalg.norm(o[:, 0:2], axis=-1)
+    arrived = speed[dist.min(1) < NEAR].tolist()
+    return float(dist.min(0).sum()), pairs, len(set(dist.argmin(1).tolist())) < n, arrived
 
 
 def profile(env, policy, episodes: int, seed: int, n: int) -> dict:
     from rllib_mil.data.experts import episode_rng, play_episode
 
-    returns, dist_curves, pairs, shared = [], [], [], []
+    returns, dist_curves, pairs, shared, arrived = [], [], [], [], []
     for k in range(episodes):
         ret, _, steps = play_episode(env, policy, seed + k, episode_rng(seed, k), record=True)
         stats = [spread_stats(next_obs, n) for _, _, _, next_obs, *_ in steps]  # after each step, as the reward
         returns.append(ret)
-        dist_curves.append([d for d, _, _ in stats])
-        pairs.append(sum(p for _, p, _ in stats))
+        dist_curves.append([d for d, *_ in stats])
+        pairs.append(sum(p for _, p, *_ in stats))
         shared.append(stats[-1][2])
+        arrived.extend(v for *_, speeds in stats for v in speeds)
     d = np.asarray(dist_curves)  # (episodes, T)
     steps = d.shape[1]
     return {
@@ -51,6 +55,8 @@ def profile(env, policy, episodes: int, seed: int, n: int) -> dict:
         "stopping_loss": float(0.5 * steps * d[:, -1].mean()),  # return lost standing where they end
         "colliding_pair_steps": float(np.mean(pairs)),
         "shared_landmark_at_end": float(np.mean(shared)),
+        # an agent that has arrived but keeps moving circles or overshoots its landmark (the stopping loss)
+        "speed_when_arrived": float(np.mean(arrived)) if arrived else float("nan"),
     }
 
 
@@ -79,7 +85,8 @@ def main(argv=None):
         print(f"{name:10s} return {r['return']:.2f}  approach loss {r['approach_loss']:.2f}  stopping loss "
               f"{r['stopping_loss']:.2f}  collision loss {-(r['return'] + r['approach_loss'] + r['stopping_loss']):.2f}"
               f"  final distance {r['final_distance']:.3f}  colliding pair-steps {r['colliding_pair_steps']:.2f}"
-              f"  shared landmark at end {r['shared_landmark_at_end']:.2f}")
+              f"  shared landmark at end {r['shared_landmark_at_end']:.2f}"
+              f"  speed within {NEAR} of a landmark {r['speed_when_arrived']:.3f}")
         print("           distance per step: " + " ".join(f"{x:.2f}" for x in r["distance_per_step"]))
 
 

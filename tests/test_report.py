@@ -169,4 +169,6 @@ def test_spread_gap_splits_the_env_reward():
         collision_loss = -(r["return"] + r["approach_loss"] + r["stopping_loss"])
         assert collision_loss == pytest.approx(r["colliding_pair_steps"] / 3, abs=1e-4)
         assert len(r["distance_per_step"]) == 25 and r["stopping_loss"] == pytest.approx(12.5 * r["final_distance"])
+        if name == "scripted":  # it reaches its landmarks within the episode, so arrived agents' speeds exist
+            assert 0.0 <= r["speed_when_arrived"] < 2.0
     env.close()

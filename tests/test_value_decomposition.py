@@ -403,15 +403,73 @@ def test_recurrent_padding_never_reaches_the_loss(name, build):
     assert torch.allclose(loss, loss2)
 
 
-def test_expert_gru_needs_a_recurrent_igm_da_without_beta():
-    """expert_gru: the recurrent expert agents exist only in IGM-DA with use_gru, and cannot act on the env runners
-    (dagger_beta > 0 would need their recurrent state there)."""
+def test_expert_gru_needs_a_recurrent_igm_da():
+    """expert_gru: the recurrent expert agents exist only in IGM-DA with use_gru."""
     da = VALUE_DECOMPOSITION["QMIX-DA"][1]
-    da().environment(SPREAD).training(use_gru=True, expert_gru=True).validate()  # positive control
-    with pytest.raises(ValueError, match="dagger_beta 0 or expert_gru False"):
-        da().environment(SPREAD).training(use_gru=True, expert_gru=True, dagger_beta=0.5).validate()
+    da().environment(SPREAD).training(use_gru=True, expert_gru=True).validate()  # positive controls
+    da().environment(SPREAD).training(use_gru=True, expert_gru=True, dagger_beta=0.5).validate()
     with pytest.raises(ValueError, match="igm_da=True"):
         VALUE_DECOMPOSITION["QMIX"][1]().environment(SPREAD).training(use_gru=True, expert_gru=True).validate()
+    with pytest.raises(ValueError, match="use_gru=True"):
+        da().environment(SPREAD).training(expert_gru=True).validate()
+
+
+def test_recurrent_expert_agents_act_with_their_carried_state():
+    """expert_gru with the β-mixture: the env runners carry the expert agents' recurrent state beside the learner
+    agents'. At β = 1 the actions stepped one env step at a time are the greedy actions of the expert GRU run over
+    the whole history (so they depend on it); greedy evaluation (the learner agents) passes the expert state through
+    unchanged, so every step's state has the same keys."""
+    from rllib_mil.algorithms.value_decomposition.vd_rl_module import EXPERT_GRU_STATE
+    from rllib_mil.envs import make_team_env
+    from rllib_mil.modules.soft import greedy_actions
+    from rllib_mil.modules.team_module import GRU_STATE
+
+    config = make_config("QMIX-DA", env=SMAX, env_config={"sight_range": 0.0}, use_gru=True, expert_gru=True,
+                         dagger_beta=1.0, epsilon=[[0, 0.0]], hidden=[16], gru_hidden=8)
+    env = make_team_env(SMAX, {"sight_range": 0.0})
+    module = config.get_rl_module_spec(env=env).build()
+    assert set(module.get_initial_state()) == {GRU_STATE, EXPERT_GRU_STATE}
+    assert "expert_net" not in module.get_non_inference_attributes()  # it acts on the env runners
+    obs, _ = env.reset(seed=3)
+    steps, state = [], {k: torch.as_tensor(v)[None] for k, v in module.get_initial_state().items()}
+    with torch.no_grad():
+        for t in range(4):
+            batch = {Columns.OBS: {k: torch.as_tensor(v)[None, None] for k, v in obs.items()}, Columns.STATE_IN: state}
+            out = module.forward_exploration(batch, t=t)
+            inf = module.forward_inference(batch)
+            assert set(inf[Columns.STATE_OUT]) == set(state)
+            assert torch.equal(inf[Columns.STATE_OUT][EXPERT_GRU_STATE], state[EXPERT_GRU_STATE])
+            steps.append(obs)
+            state = out[Columns.STATE_OUT]
+            obs, *_ = env.step(out[Columns.ACTIONS][0, 0].numpy())
+        seq = {k: torch.as_tensor(np.stack([o[k] for o in steps]))[None] for k in (OBS, STATE, ACTION_MASK)}
+        whole = module.td_scores(module.td_values(seq[OBS], seq[STATE]))  # (1, T, n, A) from the zero state
+        assert torch.allclose(out[Columns.STATE_OUT][EXPERT_GRU_STATE],  # step by step = over the sequence
+                              module.expert_net(module.td_inputs(seq[OBS], seq[STATE]),
+                                                module.zero_state(seq[OBS]))[1], atol=1e-6)
+        last = greedy_actions(whole[:, -1], seq[ACTION_MASK][:, -1])
+        assert torch.equal(out[Columns.ACTIONS][0, 0], last[0])
+        alone = module.td_scores(module.td_values(seq[OBS][:, -1:], seq[STATE][:, -1:]))
+        assert not torch.allclose(whole[:, -1], alone[:, 0])  # the history reached the last step's scores
+    env.close()
+
+
+def test_recurrent_expert_agents_in_the_beta_mixture_train_and_evaluate(build, tmp_path):
+    """expert_gru with dagger_beta 0.5 end to end: the env runners sample with both recurrent states, the learner
+    trains on whole episodes, and the checkpoint evaluates (learner agents, expert state passed through)."""
+    from rllib_mil.algorithms.value_decomposition.vd_rl_module import EXPERT_GRU_STATE
+
+    algo = build(make_config("QMIX-DA", env=SMAX, env_config={"sight_range": 0.0}, use_gru=True, expert_gru=True,
+                             dagger_beta=0.5, train_batch_size_per_learner=4, hidden=[32], gru_hidden=32))
+    for _ in range(3):
+        result = algo.train()
+    stats = result["learners"][MODULE_ID]
+    assert math.isfinite(float(stats["td_loss"])) and math.isfinite(float(stats["teach_loss"]))
+    assert EXPERT_GRU_STATE in env_runner_module(algo).get_initial_state()
+    path = str(tmp_path / "ckpt")
+    algo.save_to_path(path)
+    res = evaluate_checkpoint(path, episodes=2)
+    assert "win_rate" in res and math.isfinite(res["return_mean"])
 
 
 @pytest.mark.parametrize("name", ["QMIX-DA", "DMIX-DA"])

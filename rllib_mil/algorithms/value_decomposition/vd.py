@@ -58,7 +58,8 @@ class ValueDecompositionConfig(TeamConfig):
         # paper's IGM-DA, where only the learner agents collect.
         self.dagger_beta = 0.0
         # IGM-DA with `use_gru`: the expert agents are recurrent too (a GRU over the history of (global state, own
-        # obs), as PyMARL's agents) instead of feed-forward on the current global state. Needs dagger_beta 0.
+        # obs), as PyMARL's agents) instead of feed-forward on the current global state. With dagger_beta > 0 the
+        # env runners carry their recurrent state beside the learner agents'.
         self.expert_gru = False
         # Env steps collected before the first learner update.
         self.num_steps_sampled_before_learning_starts = 1000
@@ -140,9 +141,6 @@ class ValueDecompositionConfig(TeamConfig):
         if self.expert_gru and not (self.igm_da and self.use_gru):
             self._value_error("`expert_gru` makes IGM-DA's expert agents recurrent; it needs igm_da=True (a -DA "
                               "algorithm) and use_gru=True. Set those or remove `expert_gru`.")
-        if self.expert_gru and any(betas):
-            self._value_error("`expert_gru` with `dagger_beta` > 0 is not supported: the env runners would have to "
-                              "carry the expert agents' recurrent state. Set dagger_beta 0 or expert_gru False.")
         self.validate_episode_replay()
 
     @property

@@ -12,7 +12,9 @@ copies of the TD-trained agent network and of the mixer, and, in IGM-DA mode, th
   learner (``InferenceOnlyAPI``).
 * β-mixture DAgger (``dagger_beta`` > 0, Ross et al.'s π_i = β·π* + (1 − β)·π̂_i): at each env step each battle is
   played by the expert agents (on the global state, which the team view carries) with probability β and by the
-  learner agents otherwise, ε-greedy either way; the expert agents then also travel to the env runners.
+  learner agents otherwise, ε-greedy either way; the expert agents then also travel to the env runners. With
+  ``expert_gru`` their recurrent state travels too (``EXPERT_GRU_STATE``), stepped at every env step whoever plays,
+  so the expert agents that take over mid-battle have read the whole battle so far.
 """
 from typing import Any, Dict, List
 
@@ -30,6 +32,8 @@ from rllib_mil.modules.team_module import TeamAgentModule
 
 # forward_target output key: the target TD net's outputs (B, n, td_out_dim).
 TARGET_TD_OUT = "target_td_out"
+# Recurrent state key of the expert agents on the env runners (expert_gru with the β-mixture), (B, n, H).
+EXPERT_GRU_STATE = "h_expert"
 
 
 class ValueDecompositionModule(TeamAgentModule, TargetNetworkAPI, InferenceOnlyAPI):
@@ -50,6 +54,8 @@ class ValueDecompositionModule(TeamAgentModule, TargetNetworkAPI, InferenceOnlyA
         self.mixer = self.make_mixer()
         # Probability that the expert agents play a battle's step (a float or a schedule over sampled env steps).
         self.beta_schedule = Scheduler(mc.get("dagger_beta") or 0.0, framework="torch") if self.igm_da else None
+        # The env runners carry the expert agents' recurrent state only where they may act.
+        self.expert_acts_recurrent = self.expert_gru and bool(mc.get("dagger_beta"))
 
     # -- hooks of each algorithm ---------------------------------------------------------------------------
     def make_mixer(self) -> nn.Module:
@@ -103,16 +109,42 @@ class ValueDecompositionModule(TeamAgentModule, TargetNetworkAPI, InferenceOnlyA
         return self._target_mixer
 
     # -- acting (env runners) ------------------------------------------------------------------------------
+    @override(RLModule)
+    def get_initial_state(self) -> Dict[str, Any]:
+        state = super().get_initial_state()
+        if self.expert_acts_recurrent:
+            state[EXPERT_GRU_STATE] = self.expert_net.initial_state()
+        return state
+
+    def _rollout_q(self, batch: Dict[str, Any]) -> tuple[torch.Tensor, Dict[str, Any]]:
+        q, out = super()._rollout_q(batch)
+        if self.expert_acts_recurrent:  # greedy evaluation: the expert state passes through, so every step's
+            out[Columns.STATE_OUT][EXPERT_GRU_STATE] = batch[Columns.STATE_IN][EXPERT_GRU_STATE]  # keys match
+        return q, out
+
+    def _expert_q(self, batch: Dict[str, Any], out: Dict[str, Any]) -> torch.Tensor:
+        """The expert agents' action scores on the env runners' batch, shaped as the learner agents' (recurrent:
+        stepped from the carried state, whose update goes into ``out``)."""
+        obs = batch[Columns.OBS]
+        x = self.td_inputs(obs[OBS], obs[STATE])
+        if not self.expert_acts_recurrent:
+            return self.td_scores(self.expert_net(x))
+        q_expert, h = self.expert_net(x, batch[Columns.STATE_IN][EXPERT_GRU_STATE])  # (B, 1, n, out), (B, n, H)
+        out[Columns.STATE_OUT][EXPERT_GRU_STATE] = h
+        return self.td_scores(q_expert)
+
     def _exploration_q(self, batch: Dict[str, Any], t: int) -> tuple[torch.Tensor, Dict[str, Any]]:
         q, out = self._rollout_q(batch)  # learner agents: (B, n, A), recurrent (B, 1, n, A)
         if not self.igm_da:
             return q, out
         self.beta_schedule.update(t)
         beta = float(self.beta_schedule.get_current_value())
+        if self.expert_acts_recurrent:  # stepped at every step (even at β = 0) so its history stays whole
+            q_expert = self._expert_q(batch, out)
         if beta <= 0.0:
             return q, out
-        obs = batch[Columns.OBS]
-        q_expert = self.td_scores(self.expert_net(self.td_inputs(obs[OBS], obs[STATE])))  # same shape as q
+        if not self.expert_acts_recurrent:
+            q_expert = self._expert_q(batch, out)  # same shape as q
         # One draw per battle (row of the batch) and step: the whole team follows the expert agents or not.
         use_expert = torch.rand(q.shape[0], device=q.device) < beta  # (B,)
         use_expert = use_expert.view(-1, *([1] * (q.dim() - 1)))  # (B, 1, ..., 1)
