@@ -139,12 +139,10 @@ class ValueDecompositionModule(TeamAgentModule, TargetNetworkAPI, InferenceOnlyA
             return q, out
         self.beta_schedule.update(t)
         beta = float(self.beta_schedule.get_current_value())
-        if self.expert_acts_recurrent:  # stepped at every step (even at β = 0) so its history stays whole
-            q_expert = self._expert_q(batch, out)
+        if beta > 0.0 or self.expert_acts_recurrent:  # a recurrent expert steps even at β = 0: whole history
+            q_expert = self._expert_q(batch, out)  # same shape as q
         if beta <= 0.0:
             return q, out
-        if not self.expert_acts_recurrent:
-            q_expert = self._expert_q(batch, out)  # same shape as q
         # One draw per battle (row of the batch) and step: the whole team follows the expert agents or not.
         use_expert = torch.rand(q.shape[0], device=q.device) < beta  # (B,)
         use_expert = use_expert.view(-1, *([1] * (q.dim() - 1)))  # (B, 1, ..., 1)
