@@ -172,6 +172,14 @@ def env_runner_module(algo):
     return m[MODULE_ID] if hasattr(m, "keys") else m
 
 
+def assert_smax_checkpoint_evaluates(algo, tmp_path):
+    """Save ``algo`` and evaluate the checkpoint on 2 SMAX battles (recurrent modules carry their state)."""
+    path = str(tmp_path / "ckpt")
+    algo.save_to_path(path)
+    res = evaluate_checkpoint(path, episodes=2)
+    assert "win_rate" in res and math.isfinite(res["return_mean"])
+
+
 @pytest.fixture(scope="module", params=[(n, env) for n in NAMES for env in (SPREAD, SMAX)],
                 ids=lambda p: f"{p[0]}-{p[1].split('/')[1]}")
 def trained(request, ray_session):
@@ -359,10 +367,7 @@ def test_recurrent_agents_train_on_whole_episodes(name, build, tmp_path):
     stats = result["learners"][MODULE_ID]
     assert math.isfinite(float(stats["td_loss"])) and float(stats["replay_rows"]) > 4  # 4 episodes, many steps
     assert env_runner_module(algo).is_stateful()
-    path = str(tmp_path / "ckpt")
-    algo.save_to_path(path)
-    res = evaluate_checkpoint(path, episodes=2)
-    assert "win_rate" in res and math.isfinite(res["return_mean"])
+    assert_smax_checkpoint_evaluates(algo, tmp_path)
 
 
 @pytest.mark.parametrize("name", ["QMIX", "DMIX-DA"])
@@ -466,10 +471,7 @@ def test_recurrent_expert_agents_in_the_beta_mixture_train_and_evaluate(build, t
     stats = result["learners"][MODULE_ID]
     assert math.isfinite(float(stats["td_loss"])) and math.isfinite(float(stats["teach_loss"]))
     assert EXPERT_GRU_STATE in env_runner_module(algo).get_initial_state()
-    path = str(tmp_path / "ckpt")
-    algo.save_to_path(path)
-    res = evaluate_checkpoint(path, episodes=2)
-    assert "win_rate" in res and math.isfinite(res["return_mean"])
+    assert_smax_checkpoint_evaluates(algo, tmp_path)
 
 
 @pytest.mark.parametrize("name", ["QMIX-DA", "DMIX-DA"])
