@@ -20,7 +20,7 @@ import yaml
 import rllib_mil  # noqa: F401
 from rllib_mil.cli import build_config, load_experiments
 from rllib_mil.data import schema as S
-from rllib_mil.data.demos import read_demos
+from rllib_mil.data.demos import collect_demos, read_demos
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPREAD = "mpe/simple_spread"
@@ -72,11 +72,11 @@ def no_ray_env(cli_env, tmp_path_factory):
     return env
 
 
-def run_cli(args, env, timeout=120):
-    """Run `rllib ARGS` in its own process group; on timeout, fail after killing that group (the CLI and the
+def run_cli(args, env, timeout=120, cwd=REPO):
+    """Run `rllib ARGS` (in ``cwd``) in its own process group; on timeout, fail after killing that group (the CLI and the
     Ray processes it started), so nothing is left running."""
     proc = subprocess.Popen(
-        [rllib_script(), *args], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [rllib_script(), *args], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
     )
     try:
@@ -244,12 +244,14 @@ def test_too_big_resource_request_fails_at_once(tmp_path, cli_env):
 
 def test_train_file_offline_tuned_example(cli_env, tmp_path):
     """The offline tuned example through the user's command: learner updates on expert rows only, no env step
-    sampled for training, greedy evaluation on the env runner with the trained weights."""
+    sampled for training, greedy evaluation on the env runner with the trained weights. The demonstrations are a
+    file named relative to where the user runs the command (Tune runs the trial in a directory of its own)."""
     cfg = os.path.join(REPO, "tuned_examples", "mifq_mpe_reference_offline.yaml")
-    small = {"expert_data": {"expert": "scripted", "episodes": 2, "seed": 0}, "num_updates_per_iteration": 3,
+    collect_demos("mpe/simple_reference", {}, "scripted", 2, 0, tmp_path / "demos" / "reference.parquet")
+    small = {"expert_data": os.path.join("demos", "reference.parquet"), "num_updates_per_iteration": 3,
              "evaluation_interval": 2, "evaluation_duration": 1}
     proc = run_cli(["train", "file", cfg, "--stop", json.dumps({"training_iteration": 2}), "--config",
-                    json.dumps(small), "--storage-path", str(tmp_path / "results")], cli_env, timeout=300)
+                    json.dumps(small), "--storage-path", "results"], cli_env, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, explain(proc)
     (result_file,) = glob.glob(str(tmp_path / "results" / "mifq-mpe-reference-offline" / "MIFQ_*" / "result.json"))
     with open(result_file) as f:

@@ -85,6 +85,23 @@ def test_missing_expert_data_names_the_fix(name):
         config_cls().environment("mpe/simple_spread").validate()
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_expert_data_paths_are_made_absolute(name, tmp_path, monkeypatch):
+    """Tune runs each trial in its own directory: a relative demonstrations path (or checkpoint expert) is fixed to
+    where the config was made, by training() and by update_from_dict (YAML, --config, Tune's dict round trip)."""
+    _, config_cls = IMITATION[name]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TUNE_ORIG_WORKING_DIR", raising=False)
+    assert config_cls().training(expert_data="demos/a.parquet").expert_data == str(tmp_path / "demos" / "a.parquet")
+    config = config_cls().update_from_dict({"expert_data": {"expert": "ckpt/x", "episodes": 8}})
+    assert config.expert_data == {"expert": str(tmp_path / "ckpt" / "x"), "episodes": 8}
+    assert config_cls().training(expert_data=DEMOS).expert_data == DEMOS  # expert names stay names
+    # Inside a trial the working directory is the trial's; Tune keeps the user's in TUNE_ORIG_WORKING_DIR.
+    monkeypatch.setenv("TUNE_ORIG_WORKING_DIR", "/home/user/project")
+    assert config_cls().update_from_dict({"expert_data": "d.parquet"}).expert_data == "/home/user/project/d.parquet"
+    assert config_cls().training(expert_data="/abs/d.parquet").expert_data == "/abs/d.parquet"
+
+
 # ------------------------------------------------------------------------------------------------ BC
 def test_bc_fits_the_expert_actions(build):
     algo = build(offline_config("BC", env="mpe/simple_spread").training(expert_batch_size=128,

@@ -13,6 +13,7 @@ expert-only updates.
 * ``expert_only_updates(algo, n_updates, first_update)``: learner updates that use expert rows alone (offline
   mode), each marked by a one-row batch, followed by the weight sync to the env runners.
 """
+import os
 from typing import Any, Callable, Dict, Optional, Union
 
 import numpy as np
@@ -41,6 +42,7 @@ from ray.rllib.utils.metrics import (
 from typing_extensions import Self
 
 from rllib_mil.data.demos import ensure_demos, read_demos
+from rllib_mil.data.experts import EXPERT_NAMES
 from rllib_mil.data.expert_buffer import ExpertBuffer
 from rllib_mil.envs.registry import make_team_env
 from rllib_mil.algorithms.fault import HungEnvRunnerGuard
@@ -210,7 +212,16 @@ class ImitationConfig(TeamConfig):
     ) -> Self:
         """Sets the shared imitation settings; see ``__init__`` for each one's meaning and default."""
         super().training(**kwargs)
+        if expert_data is not NotProvided:
+            expert_data = absolute_expert_data(expert_data)
         set_provided(self, expert_data=expert_data, expert_batch_size=expert_batch_size, offline=offline)
+        return self
+
+    @override(TeamConfig)
+    def update_from_dict(self, config_dict) -> Self:
+        # YAML files, --config and Tune's dict round trip set `expert_data` here, not through training().
+        super().update_from_dict(config_dict)
+        self.expert_data = absolute_expert_data(self.expert_data)
         return self
 
     @override(TeamConfig)
@@ -364,6 +375,24 @@ class ImitationAlgorithm(TeamAlgorithm):
         expert_only_updates(self, n, first_update=self._n_offline_updates)
         self._n_offline_updates += n
         self.metrics.log_value(NUM_OFFLINE_UPDATES_LIFETIME, n, reduce="lifetime_sum")
+
+
+def absolute_expert_data(spec):
+    """``expert_data`` with its file paths (a Parquet file, or a checkpoint as ``expert``) made absolute.
+
+    Tune runs each trial in a directory of its own, so a path relative to where the user started the run would
+    name nothing there. Inside a trial, Tune's ``TUNE_ORIG_WORKING_DIR`` is that starting directory."""
+    base = os.environ.get("TUNE_ORIG_WORKING_DIR") or os.getcwd()
+
+    def absolute(path):
+        return os.path.normpath(os.path.join(base, os.path.expanduser(str(path))))
+
+    if isinstance(spec, (str, os.PathLike)):
+        return absolute(spec)
+    if isinstance(spec, dict) and isinstance(spec.get("expert"), (str, os.PathLike)) \
+            and str(spec["expert"]) not in EXPERT_NAMES:
+        return {**spec, "expert": absolute(spec["expert"])}
+    return spec
 
 
 def resolve_expert_data(config) -> str:
