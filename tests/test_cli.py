@@ -291,6 +291,10 @@ def test_tuned_examples_are_valid_configs():
             config, _ = build_config(exp, source=f"{path} [{name}]")
             assert config.env == exp["env"]
             config.validate()
+            # A checkpoint expert is named relative to the repository root, where the README's commands run.
+            spec = (exp.get("config") or {}).get("expert_data")
+            if isinstance(spec, dict) and spec.get("expert") not in (None, "scripted", "random"):
+                assert os.path.isfile(os.path.join(REPO, spec["expert"], "rllib_checkpoint.json")), (path, spec)
 
 
 # ------------------------------------------------------------------------------------------------ demos
