@@ -53,6 +53,45 @@ def _to_search_space(key: str, value):
         raise ConfigError(f"config key {key!r}: bad search space {value!r} ({e}). Forms: {forms}.") from None
 
 
+def _absolute_expert_data_space(value):
+    from rllib_mil.algorithms.imitation import absolute_expert_data
+
+    (kind, arg), = value.items()
+    if kind in ("grid_search", "choice") and isinstance(arg, list):
+        return {kind: [absolute_expert_data(v) for v in arg]}
+    return value
+
+
+def search_candidates(search: Dict[str, Any]) -> Dict[str, list]:
+    """The values of each searched key to check before Tune starts: every grid / choice value, a distribution's
+    lower bound."""
+    from ray.tune.search.sample import Categorical, Domain
+
+    out = {}
+    for key, space in search.items():
+        if isinstance(space, dict) and "grid_search" in space:
+            out[key] = list(space["grid_search"])
+        elif isinstance(space, Categorical):
+            out[key] = list(space.categories)
+        elif isinstance(space, Domain) and getattr(space, "lower", None) is not None:
+            out[key] = [space.lower]
+    return out
+
+
+def search_probes(config, search: Dict[str, Any]) -> list:
+    """Configs that together hold every searched value (one key varied at a time, the others at their first):
+    ``validate()`` and the demonstrations check run on each, so a bad grid value fails before any trial starts."""
+    candidates = search_candidates(search)
+    if not candidates:
+        return [config]
+    first = {key: values[0] for key, values in candidates.items()}
+    probes = []
+    for key, values in candidates.items():
+        for value in values[1:] if probes else values:
+            probes.append(config.copy(copy_frozen=False).update_from_dict({**first, key: value}))
+    return probes
+
+
 def load_experiments(path: str) -> Dict[str, Dict[str, Any]]:
     """Read and check a tuned-example YAML; raise ConfigError naming any bad key."""
     import yaml
@@ -128,6 +167,8 @@ def build_config(exp: Dict[str, Any], source: str = "config"):
                 f"It is not a setting of {config_cls.__name__}; check the spelling or the algorithm's README."
             )
         if _is_search_space(value):
+            if key == "expert_data":  # its files are made absolute here, as a plain value is by ImitationConfig
+                value = _absolute_expert_data_space(value)
             try:
                 search[key] = _to_search_space(key, value)
             except ConfigError as e:
@@ -190,8 +231,11 @@ def cmd_train_file(args) -> int:
         storage = _resolve_storage(args.storage_path or exp.get("storage_path"))
         # Everything that can fail before a trial starts fails here, one message each (exit code 2).
         check_env(source, config.env, config.env_config)
-        check_validate(source, config)
-        check_demos(source, config)
+        probes = search_probes(config, search)
+        for probe in probes:
+            check_validate(source, probe)
+            check_demos(source, probe)
+        config = probes[0]  # a complete config (searched keys at their first value; Tune's search overrides them)
         check_stop(source + (" --stop" if stop_override is not None else ""), stop)
         check_storage(source, storage)
         # An existing cluster (--address, or RAY_ADDRESS as `ray job submit` sets it) may still be growing.

@@ -10,10 +10,11 @@ import time
 
 import pytest
 
-from test_cli import explain, rllib_script, run_cli, write_yaml
+from test_cli import explain, no_ray_env, rllib_script, run_cli, write_yaml  # noqa: F401 (fixture)
 
 import rllib_mil  # noqa: F401
 from rllib_mil.algorithms.mifq import MIFQConfig
+from rllib_mil.data.demos import collect_demos
 
 TINY = {
     "env_config": {"N": 3},
@@ -46,6 +47,33 @@ def test_search_space_under_asha(tmp_path, cli_env):
     assert sorted(c["lr"] for c in configs) == [0.0005, 0.001]  # the grid
     assert all(0.05 <= c["alpha"] <= 0.2 for c in configs) and configs[0]["alpha"] != configs[1]["alpha"]  # sampled
     assert "AsyncHyperBand" in proc.stdout or "ASHA" in proc.stdout, explain(proc)
+
+
+def test_search_over_demonstrations(tmp_path, cli_env):
+    """A grid over datasets: a file named relative to where the command runs (Tune runs each trial in a directory of
+    its own) and a generated demo count. Each trial trains on its own."""
+    collect_demos("mpe/simple_spread", {"N": 3}, "scripted", 2, 0, tmp_path / "demos" / "two.parquet")
+    grid = [os.path.join("demos", "two.parquet"), {"expert": "scripted", "episodes": 3, "seed": 0}]
+    cfg = write_yaml(tmp_path / "grid.yaml", exp_name="grid", stop={"training_iteration": 1},
+                     config={**TINY, "expert_data": {"grid_search": grid}})
+    proc = run_cli(["train", "file", cfg, "--storage-path", "r"], cli_env, timeout=420, cwd=tmp_path)
+    assert proc.returncode == 0, explain(proc)
+    trials = sorted(p for p in glob.glob(str(tmp_path / "r" / "grid" / "*")) if os.path.isdir(p))
+    assert len(trials) == 2, explain(proc)
+    used = sorted((results_of(t)[-1]["config"]["expert_data"] for t in trials), key=str)
+    assert used == sorted([str(tmp_path / "demos" / "two.parquet"), grid[1]], key=str)
+
+
+def test_bad_value_in_a_grid_fails_before_ray(tmp_path, no_ray_env):
+    """Every grid value is checked before Ray starts: a dataset that does not exist is named, absolute."""
+    grid = [{"expert": "scripted", "episodes": 2, "seed": 0}, "missing.parquet"]
+    cfg = write_yaml(tmp_path / "bad.yaml", exp_name="bad", config={**TINY, "expert_data": {"grid_search": grid}})
+    proc = run_cli(["train", "file", cfg, "--storage-path", "r"], no_ray_env, cwd=tmp_path)
+    assert proc.returncode == 2, explain(proc)
+    assert f"`expert_data` file '{tmp_path / 'missing.parquet'}' does not exist" in proc.stderr, explain(proc)
+    alpha = write_yaml(tmp_path / "alpha.yaml", exp_name="alpha", config={**TINY, "alpha": {"grid_search": [0.1, -1]}})
+    proc = run_cli(["train", "file", alpha], no_ray_env, cwd=tmp_path)
+    assert proc.returncode == 2 and "alpha" in proc.stderr and "Traceback" not in proc.stderr, explain(proc)
 
 
 def test_interrupted_experiment_resumes_from_its_checkpoint(tmp_path, cli_env):
