@@ -79,6 +79,10 @@ def cases(tmp):
         ("demonstrations of another agent count", exp(env_config={"N": 4}, expert_data=spread), None,
          ["expert_data", "agents"]),
         ("NaN in demonstrations", exp(expert_data=nan_path), None, ["NaN"]),
+        ("a search space inside `expert_data`", exp(expert_data={"expert": "scripted", "episodes": {
+            "grid_search": [4, 16]}}), None, ["search space inside", "grid_search", "'episodes': 16"]),
+        ("demonstration count not a positive integer", exp(expert_data={"expert": "scripted", "episodes": 0}), None,
+         ["`expert_data.episodes`", "integer >= 1"]),
         ("env_config of the wrong type", exp(env_config=[3]), None, ["env_config", "mapping"]),
         ("StarCraft II missing (SMACv2 env)", exp(env="smacv2/protoss_5_vs_5", expert_data=None), None,
          ["SC2PATH", "smax/"]),

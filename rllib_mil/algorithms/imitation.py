@@ -217,6 +217,30 @@ class ImitationConfig(TeamConfig):
         set_provided(self, expert_data=expert_data, expert_batch_size=expert_batch_size, offline=offline)
         return self
 
+    def _validate_expert_data_spec(self) -> None:
+        spec = self.expert_data
+        if spec is None or isinstance(spec, (str, os.PathLike)):
+            return
+        if not isinstance(spec, dict):
+            self._value_error(f"`expert_data` must be a Parquet path or a dict {{expert, episodes, seed}}, got {spec!r}.")
+        unknown = set(spec) - {"expert", "episodes", "seed"}
+        if unknown:
+            self._value_error(f"Unknown key(s) {sorted(unknown)} in `expert_data`; allowed: expert, episodes, seed.")
+        nested = {k: v for k, v in spec.items() if isinstance(v, dict)}
+        if nested:
+            key, value = next(iter(nested.items()))
+            example = [{**spec, key: v} for v in (next(iter(value.values())) if len(value) == 1 else [])][:2]
+            self._value_error(
+                f"`expert_data` has a search space inside it ({key}: {value}); a search space must be the whole value "
+                f"of a config key. Search over whole specs instead, e.g. `expert_data: {{grid_search: {example}}}`.")
+        for key, low in (("episodes", 1), ("seed", 0)):
+            value = spec.get(key, low)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                self._value_error(f"`expert_data.{key}` must be an integer >= {low}, got {value!r}.")
+        if not isinstance(spec.get("expert", "scripted"), (str, os.PathLike)):
+            self._value_error(f"`expert_data.expert` must be 'scripted', 'random' or a checkpoint path, got "
+                              f"{spec['expert']!r}.")
+
     @override(TeamConfig)
     def update_from_dict(self, config_dict) -> Self:
         # YAML files, --config and Tune's dict round trip set `expert_data` here, not through training().
@@ -234,6 +258,7 @@ class ImitationConfig(TeamConfig):
                 "`config.training(expert_data='demos.parquet')` (see `rllib demos collect`) or "
                 "`expert_data={'expert': 'scripted', 'episodes': 128}` to generate them once and cache them."
             )
+        self._validate_expert_data_spec()
         if not isinstance(self.offline, bool):
             self._value_error(f"`offline` must be True or False, got {self.offline!r}.")
         value = self.expert_batch_size
@@ -405,12 +430,7 @@ def resolve_expert_data(config) -> str:
             f"can be checked against it; got {config.env!r}. See rllib_mil.envs.list_team_envs()."
         )
     env_config = dict(config.env_config or {})
-    if isinstance(spec, dict):
-        unknown = set(spec) - {"expert", "episodes", "seed"}
-        if unknown:
-            raise ValueError(
-                f"Unknown key(s) {sorted(unknown)} in `expert_data`; allowed: expert, episodes, seed."
-            )
+    if isinstance(spec, dict):  # its keys and values are checked by ImitationConfig.validate()
         path = ensure_demos(
             config.env,
             env_config,
