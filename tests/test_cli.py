@@ -21,6 +21,7 @@ import rllib_mil  # noqa: F401
 from rllib_mil.cli import build_config, load_experiments
 from rllib_mil.data import schema as S
 from rllib_mil.data.demos import collect_demos, read_demos
+from rllib_mil.data.experts import EXPERT_NAMES
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPREAD = "mpe/simple_spread"
@@ -293,7 +294,7 @@ def test_tuned_examples_are_valid_configs():
             config.validate()
             # A checkpoint expert is named relative to the repository root, where the README's commands run.
             spec = (exp.get("config") or {}).get("expert_data")
-            if isinstance(spec, dict) and spec.get("expert") not in (None, "scripted", "random"):
+            if isinstance(spec, dict) and spec.get("expert") not in (None, *EXPERT_NAMES):
                 assert os.path.isfile(os.path.join(REPO, spec["expert"], "rllib_checkpoint.json")), (path, spec)
 
 
