@@ -94,6 +94,17 @@ def test_discriminator_separates_expert_from_policy_and_policy_trains_on_its_rew
     assert math.isfinite(float(gp["disc_grad_penalty"]))
 
 
+def test_policy_updates_go_on_after_the_discriminators_minibatches(build):
+    # 2 epochs x 2 minibatches = 4 PPO updates and the discriminator takes only the first, so the other three have an
+    # optimizer without gradients (the tuned example's 40 of 40+ minibatches; this once failed in the clip step).
+    algo = build(config(disc_updates_per_iteration=1))
+    disc = algo.learner_group._learner.module[MODULE_ID].unwrapped().discriminator
+    before = [p.detach().clone() for p in disc.parameters()]
+    stats = algo.train()["learners"][MODULE_ID]
+    assert math.isfinite(float(stats["loss"])) and math.isfinite(float(stats["disc_accuracy"]))
+    assert any(not torch.equal(b, p) for b, p in zip(before, disc.parameters()))
+
+
 @pytest.mark.parametrize("bad, match", [
     ({"offline": True}, "cannot run offline"),
     ({"disc_reward": "wgan"}, "disc_reward"),

@@ -56,6 +56,8 @@ class FusedGradientStep:
             # As RLlib: each optimizer's parameters are clipped by their own global norm.
             grads = [g for g in self.filter_param_dict_for_optimizer(
                 param_dict=module_gradients_dict, optimizer=optimizer).values() if g is not None]
+            if not grads:  # nothing to step in this update (MAGAIL's discriminator after its minibatches)
+                continue
             norm = global_norm(grads)
             norms.append(norm)
             if config.grad_clip:
