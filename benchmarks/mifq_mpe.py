@@ -171,7 +171,8 @@ def main(argv=None):
     if args.report:
         from rllib_mil.report import benchmark_report
 
-        benchmark_report(args.report, args.docs, name="mifq_mpe", title="MIFQ / IIQ / IQVDN on MPE (benchmarks/mifq_mpe.py)")
+        name = os.path.splitext(os.path.basename(args.report))[0]  # mifq_online.jsonl -> docs/mifq_online_*
+        benchmark_report(args.report, args.docs, name=name, title="MIFQ / IIQ / IQVDN on MPE (benchmarks/mifq_mpe.py)")
         return 0
 
     import ray

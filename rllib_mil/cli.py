@@ -116,6 +116,10 @@ def load_experiments(path: str) -> Dict[str, Dict[str, Any]]:
                 )
         if "run" not in exp:
             raise ConfigError(f"{path}: experiment {name!r} has no `run:` (the algorithm name, e.g. MIFQ).")
+        n = exp.get("num_samples", 1)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"{path}: `num_samples` of {name!r} must be an integer >= 1 (trials per experiment), "
+                              f"got {n!r}.")
         for key in exp.get("checkpoint_config") or {}:
             if key not in CHECKPOINT_CONFIG_KEYS:
                 raise ConfigError(
@@ -208,6 +212,33 @@ def use_status_columns() -> None:
         pass
 
 
+def json_flag(flag: str, text: Optional[str], example: str) -> Optional[Dict[str, Any]]:
+    """The JSON object a command-line flag carries (None when not given); anything else is a ConfigError that names
+    the flag and shows the form."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{flag} is not valid JSON ({e}): give an object with double-quoted keys, e.g. "
+                          f"{flag} '{example}'.") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{flag} must be a JSON object, got {type(value).__name__} {text!r}: e.g. {flag} "
+                          f"'{example}'.")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
 def _resolve_storage(path: Optional[str]) -> str:
     return os.path.abspath(os.path.expanduser(path or "~/ray_results"))
 
@@ -219,11 +250,12 @@ def cmd_train_file(args) -> int:
     import rllib_mil  # noqa: F401  (registers envs and algorithms)
 
     experiments = load_experiments(args.file)
-    stop_override = json.loads(args.stop) if args.stop else None
+    stop_override = json_flag("--stop", args.stop, '{"training_iteration": 2}')
+    config_override = json_flag("--config", args.config, '{"num_env_runners": 0}')
     for name, exp in experiments.items():
-        if args.config:
+        if config_override is not None:
             # --config overrides the file's config keys (checked by the same rules).
-            exp = {**exp, "config": {**(exp.get("config") or {}), **json.loads(args.config)}}
+            exp = {**exp, "config": {**(exp.get("config") or {}), **config_override}}
         source = f"{args.file} [{name}]" + (" + --config" if args.config else "")
         config, search = build_config(exp, source=source)
         stop = stop_override if stop_override is not None else (exp.get("stop") or {})
@@ -255,6 +287,11 @@ def cmd_train_file(args) -> int:
             # Tune's experiment state: finished trials stay finished, the others restart from their latest
             # checkpoint (errored ones too), with the searcher's and scheduler's state.
             print(f"== resuming {exp_dir}", flush=True)
+            if args.stop or args.config:
+                # Tune restores each trial with the stop criteria and config it was started with.
+                print("== --resume continues with the stop criteria and config the experiment was started with; "
+                      "the --stop / --config given now are not applied (to change them, start a new experiment: "
+                      "another --storage-path, or without --resume after moving the old one away)", flush=True)
             try:
                 tuner = tune.Tuner.restore(exp_dir, trainable=exp["run"], param_space=param_space,
                                            resume_errored=True)
@@ -274,7 +311,7 @@ def cmd_train_file(args) -> int:
                 exp["run"],
                 param_space=param_space,
                 tune_config=tune.TuneConfig(
-                    num_samples=int(args.num_samples or exp.get("num_samples", 1)),
+                    num_samples=args.num_samples or exp.get("num_samples", 1),
                     scheduler=make_scheduler(args, search, metric, source),
                     metric=metric if args.scheduler else None,
                     mode=args.mode if args.scheduler else None,
@@ -291,6 +328,12 @@ def cmd_train_file(args) -> int:
         failed = [r for r in results if r.error]
         for r in results:
             _print_result(r)
+        unfinished = _unfinished_trials(results)
+        if unfinished and not failed:
+            # Ctrl-C (or SIGUSR1): Tune saved the experiment's state; its own hint names its Python API.
+            print(f"rllib: interrupted: {len(unfinished)} trial(s) did not finish; the state is saved under {exp_dir}. "
+                  "Continue with the same command plus --resume.", file=sys.stderr)
+            return 130
         if failed:
             # The cause, last and on its own: what the trial raised (e.g. a non-finite loss and its fix), not
             # the Ray/Tune traceback around it.
@@ -301,6 +344,12 @@ def cmd_train_file(args) -> int:
                       file=sys.stderr)
             return 1
     return 0
+
+
+def _unfinished_trials(results) -> list:
+    """Trials that neither failed nor ended (their last result is not ``done``): ``Tuner.fit`` returned because the
+    run was interrupted (Tune marks the interrupted trials TERMINATED all the same)."""
+    return [r for r in results if not r.error and not (r.metrics or {}).get("done")]
 
 
 def default_metric(config) -> str:
@@ -375,7 +424,11 @@ def cmd_demos_collect(args) -> int:
     import rllib_mil  # noqa: F401
     from rllib_mil.data.demos import collect_demos
 
-    env_config = json.loads(args.env_config) if args.env_config else {}
+    env_config = json_flag("--env-config", args.env_config, '{"N": 3}') or {}
+    if args.sizes:  # checked before anything is collected
+        bad = [n for n in args.sizes if not 1 <= n <= args.episodes]
+        if bad:
+            raise ConfigError(f"--sizes {bad}: each size must be in 1..--episodes ({args.episodes}).")
     if args.address:
         os.environ["RAY_ADDRESS"] = args.address
     # collect_demos checks the expert (env, algorithm, obs shapes) before any runner starts.
@@ -407,9 +460,10 @@ def cmd_report(args) -> int:
     dirs = [p for p in args.paths if not p.endswith(".jsonl")]
     for path in jsonl:
         name = os.path.splitext(os.path.basename(path))[0]
-        print(benchmark_report(path, args.docs, name=name, title=f"Benchmark results ({name})"))
+        print(benchmark_report(path, args.docs, name=name, title=f"Benchmark results ({name})",
+                               overwrite=args.overwrite))
     if dirs:
-        print(experiment_report(dirs, args.docs))
+        print(experiment_report(dirs, args.docs, overwrite=args.overwrite))
     print(f"(tables and PNGs written to {os.path.abspath(args.docs)})")
     return 0
 
@@ -427,7 +481,7 @@ def make_parser() -> argparse.ArgumentParser:
     tf.add_argument("--storage-path", help="where results and checkpoints go (default ~/ray_results)")
     tf.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
     tf.add_argument("-v", "--verbose", type=int, default=1, help="Tune verbosity 0-3 (1 = status table)")
-    tf.add_argument("--num-samples", type=int, default=None,
+    tf.add_argument("--num-samples", type=positive_int, default=None,
                     help="trials per experiment (each samples the YAML's search spaces; grid values repeat per sample)")
     tf.add_argument("--scheduler", choices=["asha", "pbt"], default=None,
                     help="asha: stop weak trials early; pbt: weak trials copy strong ones and perturb sampled settings")
@@ -449,7 +503,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="greedy, decentralized evaluation of a checkpoint")
     ev.add_argument("checkpoint")
-    ev.add_argument("--episodes", type=int, default=10)
+    ev.add_argument("--episodes", type=positive_int, default=10)
     ev.add_argument("--seed", type=int, default=0)
     ev.set_defaults(func=cmd_evaluate)
 
@@ -493,6 +547,8 @@ def make_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="results tables + learning-curve PNGs from benchmark .jsonl or Tune dirs")
     rp.add_argument("paths", nargs="+", help="benchmark results (.jsonl) and/or `rllib train file` output folders")
     rp.add_argument("--docs", default="docs", help="where the markdown tables and PNGs go")
+    rp.add_argument("--overwrite", action="store_true",
+                    help="replace pages in --docs that were written from other inputs (refused by default)")
     rp.set_defaults(func=cmd_report)
     return p
 

@@ -143,6 +143,11 @@ def expert_from_arg(arg: str, env_id: str, env_config: Optional[Dict] = None, st
         if stochastic:
             raise ValueError(f"--stochastic applies to checkpoint experts, not to {arg!r}")
         return arg
+    if not os.path.exists(os.path.expanduser(arg)) and os.sep not in arg:
+        from rllib_mil.preflight import suggest
+
+        raise ValueError(f"expert {arg!r} is neither `scripted`, `random` nor a checkpoint directory."
+                         f"{suggest(arg, ('scripted', 'random'))} A checkpoint is given by its path.")
     expert = CheckpointExpert(arg, env_id=env_id, stochastic=stochastic)
     env = make_team_env(env_id, dict(env_config or {}))
     try:

@@ -141,6 +141,8 @@ def check_stop(source: str, stop) -> None:
         parts = str(key).split("/")
         # learners/<module>/<metric> (and timers/..., perf/...) depend on the algorithm: the section is checked.
         ok = key in known or (len(parts) > 1 and parts[0] in STOP_SECTIONS - {"env_runners", "evaluation"})
+        if key in STOP_TOP_KEYS and value <= 0:  # counters and times: a threshold <= 0 stops at once
+            raise ConfigError(f"{source}: stop criterion {key!r} must be > 0 (a count or a time), got {value!r}.")
         if not ok:
             raise ConfigError(
                 f"{source}: unknown stop key {key!r}.{suggest(str(key), known)} A stop key must name a result "

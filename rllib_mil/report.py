@@ -19,6 +19,52 @@ TASK_ORDER = ["mpe/simple_spread", "mpe/simple_reference", "mpe/simple_speaker_l
 ALGO_ORDER = ["BC", "IIQ", "IQVDN", "MASQIL", "MAGAIL", "MIFQ", "MIFQ:offline", "MAPPO",
               "QMIX", "QMIX-DA", "QPLEX", "QPLEX-DA", "DMIX", "DMIX-DA"]
 RETURN_COLUMNS = ("env_runners/episode_return_mean", "evaluation/env_runners/episode_return_mean")
+# Keys every benchmark row needs (benchmarks/*.py write them); the rest are optional.
+ROW_KEYS = ("task", "algo", "seed", "score")
+# First line of every page: the inputs it was written from (relative to the page's folder), so a report never
+# replaces a page that another input wrote.
+SOURCE_PREFIX, SOURCE_SUFFIX = "<!-- written by `rllib report` from: ", " -->"
+
+
+def _source_line(sources: List[str], docs: str) -> str:
+    rel = (os.path.relpath(os.path.abspath(p), os.path.abspath(docs)) for p in sources)
+    return SOURCE_PREFIX + ", ".join(rel) + SOURCE_SUFFIX
+
+
+def check_overwrite(page: str, sources: List[str], docs: str) -> None:
+    """Refuse (ValueError, nothing written) to replace ``page`` unless it was written from the same ``sources``."""
+    if not os.path.exists(page):
+        return
+    with open(page) as f:
+        first = f.readline().strip()
+    if first == _source_line(sources, docs):
+        return
+    if first.startswith(SOURCE_PREFIX) and first.endswith(SOURCE_SUFFIX):
+        was = f"written from {first[len(SOURCE_PREFIX):-len(SOURCE_SUFFIX)]} (relative to {docs})"
+    else:
+        was = "not written by `rllib report`"
+    raise ValueError(f"{page} exists and was {was}, not from {', '.join(sources)}: nothing was written. Pass "
+                     f"another --docs folder, or --overwrite to replace it.")
+
+
+def read_rows(path: str) -> List[dict]:
+    """The rows of a benchmark ``.jsonl``, each checked for the keys a table needs."""
+    rows = []
+    with open(path) as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path} line {i} is not JSON ({e}).") from None
+            missing = [k for k in ROW_KEYS if not isinstance(row, dict) or k not in row]
+            if missing:
+                raise ValueError(f"{path} line {i} is not a benchmark results row: it lacks {missing}. `rllib report` "
+                                 f"reads the rows that benchmarks/*.py write (keys {list(ROW_KEYS)}, optional curve, "
+                                 f"demos, wall_s) and `rllib train file` output folders.")
+            rows.append(row)
+    return rows
 
 
 def _ordered(values, order):
@@ -91,16 +137,20 @@ def _demo_count_table(rows: List[dict], demo_counts: List[int]) -> List[str]:
     return lines
 
 
-def benchmark_report(path: str, docs: str, name: str, title: str) -> str:
+def benchmark_report(path: str, docs: str, name: str, title: str, overwrite: bool = False) -> str:
     """Markdown table (mean ± std of the score over seeds) and curves of a benchmark ``.jsonl``.
 
+    An existing ``<name>_results.md`` written from another input is not replaced unless ``overwrite``.
     Rows with several demonstration counts (``demos``) give one table per count, a demo-count plot
     (``<name>_demos.png``: score vs number of demonstrations) and learning curves per count. Curves whose points
     carry a third value (``q_abs_max``) also get a Q-magnitude plot (``<name>_q.png``).
     """
-    rows = [json.loads(line) for line in open(path) if line.strip()]
+    rows = read_rows(path)
     if not rows:
         raise ValueError(f"{path} holds no results yet.")
+    page = os.path.join(docs, f"{name}_results.md")
+    if not overwrite:
+        check_overwrite(page, [path], docs)
     demo_counts = sorted({r.get("demos") for r in rows if r.get("demos") is not None})
     groups = [(d, [r for r in rows if r.get("demos") == d]) for d in demo_counts] or [(None, rows)]
     lines: List[str] = []
@@ -123,12 +173,13 @@ def benchmark_report(path: str, docs: str, name: str, title: str) -> str:
             f"episodes, lr={r0['lr']}, alpha={ra.get('alpha', '?')}, gamma={ra.get('gamma', '?')}; greedy decentralized evaluation on "
             f"{r0['eval_episodes']} episodes."
         )
+    walls = [r["wall_s"] for r in rows if "wall_s" in r]
     score = ("score = (R − R_random) / (R_expert − R_random)" if "expert_return" in r0 else
              f"score = {r0.get('curve_label', 'the result')}")
     lines += [
         "",
         f"{score}, mean ± std over seeds {sorted({r['seed'] for r in rows})}. "
-        f"{budget} Mean wall time per run {np.mean([r['wall_s'] for r in rows]):.0f} s (2-CPU machine, CPU learner).",
+        f"{budget}" + (f" Mean wall time per run {np.mean(walls):.0f} s (2-CPU machine, CPU learner)." if walls else ""),
     ]
     table = "\n".join(lines).strip("\n")
     os.makedirs(docs, exist_ok=True)
@@ -144,8 +195,8 @@ def benchmark_report(path: str, docs: str, name: str, title: str) -> str:
     if len(groups) > 1:
         pngs.append(f"{name}_demos.png")
         _plot_demo_counts(rows, tasks, algos, os.path.join(docs, pngs[-1]))
-    with open(os.path.join(docs, f"{name}_results.md"), "w") as f:
-        f.write(f"# {title}\n\n{table}\n\n" + "\n".join(f"![{p}]({p})" for p in pngs) + "\n")
+    with open(page, "w") as f:
+        f.write(f"{_source_line([path], docs)}\n# {title}\n\n{table}\n\n" + "\n".join(f"![{p}]({p})" for p in pngs) + "\n")
     return table
 
 
@@ -223,9 +274,14 @@ def _legend(fig, axes):
     axes[0][0].legend(list(seen.values()), list(seen), fontsize=8)
 
 
-def experiment_report(paths: List[str], docs: str) -> str:
-    """Last metrics of every trial under Tune experiment directories, and their return curves."""
+def experiment_report(paths: List[str], docs: str, overwrite: bool = False) -> str:
+    """Last metrics of every trial under Tune experiment directories, and their return curves (an existing
+    ``experiment_report.md`` written from other directories is not replaced unless ``overwrite``)."""
     import pandas as pd
+
+    page = os.path.join(docs, "experiment_report.md")
+    if not overwrite:
+        check_overwrite(page, paths, docs)
 
     trials = []
     for root in paths:
@@ -257,8 +313,8 @@ def experiment_report(paths: List[str], docs: str) -> str:
     fig.savefig(os.path.join(docs, "experiment_curves.png"), dpi=90)
     plt.close(fig)
     table = "\n".join(lines)
-    with open(os.path.join(docs, "experiment_report.md"), "w") as f:
-        f.write(f"# Experiment report\n\n{table}\n\n![curves](experiment_curves.png)\n")
+    with open(page, "w") as f:
+        f.write(f"{_source_line(paths, docs)}\n# Experiment report\n\n{table}\n\n![curves](experiment_curves.png)\n")
     return table
 
 

@@ -229,6 +229,20 @@ def test_unknown_key_fails_before_ray(exp, extra_args, named, suggested, tmp_pat
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.parametrize("argv, flag", [
+    (["train", "file", "x.yaml", "--num-samples", "0"], "--num-samples"),
+    (["train", "file", "x.yaml", "--num-samples", "-1"], "--num-samples"),  # Tune would read -1 as "forever"
+    (["evaluate", "ckpt", "--episodes", "0"], "--episodes"),
+])
+def test_counts_on_the_command_line_must_be_positive(argv, flag, capsys):
+    from rllib_mil.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert f"argument {flag}: must be an integer >= 1" in capsys.readouterr().err
+
+
 def test_too_big_resource_request_fails_at_once(tmp_path, cli_env):
     # 2x the machine's CPUs for the env runners alone (8 on the 2-CPU CI machine).
     runners = max(8, 4 * (os.cpu_count() or 1))

@@ -53,6 +53,12 @@ def cases(tmp):
     (corrupt / "learner_group" / "learner" / "rl_module" / "default_policy").mkdir(parents=True)
     (corrupt / "class_and_ctor_args.pkl").write_bytes(b"not a pickle")
     train = ["train", "file"]
+    not_rows = tmp / "not_rows.jsonl"
+    not_rows.write_text('{"bad": 1}\n')
+    rows = tmp / "results.jsonl"
+    rows.write_text('{"task": "mpe/simple_spread", "algo": "BC", "seed": 0, "score": 0.5}\n')
+    (tmp / "pages").mkdir()
+    (tmp / "pages" / "results_results.md").write_text("# my own notes\n")
     return [
         ("YAML syntax error", "bad-input: {run: MIFQ, env: [mpe/simple_spread", None, ["not valid YAML"]),
         ("missing `run`", exp(drop=("run",)), None, ["has no `run:`"]),
@@ -68,10 +74,20 @@ def cases(tmp):
          ["'lr'", "must be a number", "write 0.001"]),
         ("wrong type of a flag", exp(use_gru="yes"), None, ["'use_gru'", "must be a bool", "true or false"]),
         ("out-of-range value", exp(alpha=-1.0), None, ["`alpha`", "must be > 0"]),
+        ("negative learning rate", exp(lr=-0.1), None, ["`lr`", "must be a number > 0"]),
+        ("discount out of range", exp(gamma=1.5), None, ["`gamma`", "[0, 1]"]),
+        ("negative number of env runners", exp(num_env_runners=-1), None, ["`num_env_runners`", "integer >= 0"]),
+        ("a layer width of 0", exp(hidden=[64, 0]), None, ["`hidden`", "integers >= 1"]),
+        ("`--config` not JSON", exp(), ["--config", "{num_env_runners: 0}"],
+         ["--config is not valid JSON", "double-quoted keys", '{"num_env_runners": 0}']),
+        ("`--config` not a JSON object", exp(), ["--config", "[1, 2]"], ["--config must be a JSON object"]),
+        ("`num_samples` not a positive integer", {"bad-input": {**BASE, "num_samples": 0}}, None,
+         ["`num_samples`", "integer >= 1"]),
         ("bad search space", exp(lr={"uniform": [0.1]}), None, ["bad search space", "uniform"]),
         ("misspelled stop key", exp(stop={"training_iterations": 2}), None,
          ["unknown stop key 'training_iterations'", "'training_iteration'", "never stops"]),
         ("stop value not a number", exp(stop={"training_iteration": "ten"}), None, ["must be a number"]),
+        ("stop count not positive", exp(stop={"training_iteration": 0}), None, ["'training_iteration'", "must be > 0"]),
         ("missing demonstrations file", exp(expert_data=str(tmp / "no_such_demos.parquet")), None,
          ["does not exist", "rllib demos collect"]),
         ("demonstrations of another env", exp(env="mpe/simple_reference", expert_data=spread), None,
@@ -103,6 +119,16 @@ def cases(tmp):
         ("noise level out of range (`rllib demos collect --epsilon`)", None,
          ["demos", "collect", "--env", "mpe/simple_spread", "--episodes", "1", "--epsilon", "1.5", "--out",
           str(tmp / "noisy.parquet")], ["epsilon must be a number in [0, 1]"]),
+        ("unknown expert name (`rllib demos collect --expert`)", None,
+         ["demos", "collect", "--env", "mpe/simple_spread", "--episodes", "1", "--expert", "scriptd", "--out",
+          str(tmp / "e.parquet")], ["'scriptd'", "Did you mean 'scripted'"]),
+        ("subsets larger than the collection (`rllib demos collect --sizes`)", None,
+         ["demos", "collect", "--env", "mpe/simple_spread", "--episodes", "2", "--sizes", "4", "--out",
+          str(tmp / "s.parquet")], ["--sizes [4]", "1..--episodes (2)"]),
+        ("not a results file (`rllib report`)", None, ["report", str(not_rows), "--docs", str(tmp / "rep")],
+         ["line 1 is not a benchmark results row", "'task'"]),
+        ("a page another input wrote (`rllib report`)", None, ["report", str(rows), "--docs", str(tmp / "pages")],
+         ["not written by `rllib report`", "nothing was written", "--overwrite"]),
         ("damaged checkpoint (`rllib evaluate`)", None, ["evaluate", str(corrupt)], ["damaged or unreadable"]),
         ("not a checkpoint (`rllib evaluate`)", None, ["evaluate", str(tmp)], ["not an RLlib algorithm checkpoint"]),
     ], train
@@ -116,7 +142,7 @@ def test_bad_inputs_fail_at_the_front_door_and_docs_errors_md_is_current(tmp_pat
             "which runs every case below; regenerate with `RLLIB_MIL_WRITE_DOCS=1 python -m pytest "
             "tests/test_errors.py`.", ""]
     for n, (title, doc, argv, fragments) in enumerate(rows):
-        if argv is None or argv[0] == "--storage-path":
+        if argv is None or argv[0].startswith("--"):  # a YAML, and flags after it
             path = tmp_path / f"case{n}.yaml"
             path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc, sort_keys=False))
             argv = train + [str(path), "--storage-path", str(tmp_path / "results")] + (argv or [])

@@ -172,3 +172,38 @@ def test_spread_gap_splits_the_env_reward():
         if name == "scripted":  # it reaches its landmarks within the episode, so arrived agents' speeds exist
             assert 0.0 <= r["speed_when_arrived"] < 2.0
     env.close()
+
+
+def test_a_report_never_replaces_a_page_another_input_wrote(tmp_path):
+    """Each page records the input it was written from (first line); the same input rewrites it, another input (or
+    a page not written by `rllib report`) is refused with nothing written, unless overwrite."""
+    docs = tmp_path / "docs"
+    a, b = tmp_path / "a" / "rows.jsonl", tmp_path / "b" / "rows.jsonl"  # same name, so the same page name
+    for path, score in ((a, 0.25), (b, 0.75)):
+        path.parent.mkdir()
+        path.write_text(json.dumps(_row("mpe/simple_spread", "MIFQ", 4, 0, score)) + "\n")
+    benchmark_report(str(a), str(docs), name="rows", title="t")
+    page = docs / "rows_results.md"
+    assert page.read_text().splitlines()[0] == "<!-- written by `rllib report` from: ../a/rows.jsonl -->"
+    benchmark_report(str(a), str(docs), name="rows", title="t")  # regenerating from the same input is fine
+    before = {p.name: p.read_bytes() for p in docs.iterdir()}
+    with pytest.raises(ValueError, match=r"was written from \.\./a/rows\.jsonl.*nothing was written.*--overwrite"):
+        benchmark_report(str(b), str(docs), name="rows", title="t")
+    assert {p.name: p.read_bytes() for p in docs.iterdir()} == before  # no page and no PNG replaced
+    benchmark_report(str(b), str(docs), name="rows", title="t", overwrite=True)
+    assert "0.75" in page.read_text() and "../b/rows.jsonl" in page.read_text()
+    notes = docs / "notes_results.md"
+    notes.write_text("# my own notes\n")
+    (tmp_path / "notes.jsonl").write_text(json.dumps(_row("mpe/simple_spread", "MIFQ", 4, 0, 0.5)) + "\n")
+    with pytest.raises(ValueError, match="not written by `rllib report`"):
+        benchmark_report(str(tmp_path / "notes.jsonl"), str(docs), name="notes", title="t")
+    assert notes.read_text() == "# my own notes\n"
+
+
+def test_rows_without_the_table_keys_name_the_line_and_the_keys(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps(_row("mpe/simple_spread", "MIFQ", 4, 0, 0.5)) + "\n" + '{"bad": 1}\n')
+    with pytest.raises(ValueError, match=r"line 2 is not a benchmark results row: it lacks \['task', 'algo', 'seed', "
+                                         r"'score'\]"):
+        benchmark_report(str(path), str(tmp_path / "docs"), name="rows", title="t")
+    assert not (tmp_path / "docs").exists()

@@ -79,12 +79,14 @@ def test_interrupted_experiment_resumes_from_its_checkpoint(tmp_path, cli_env):
         time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: Tune saves the experiment state and stops
     out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Continue with the same command plus --resume" in out, out[-3000:]
     (trial,) = [p for p in glob.glob(str(storage / "resume" / "*")) if os.path.isdir(p)]
     first = [r["training_iteration"] for r in results_of(trial)]
     assert 2 <= len(first) < 12, out[-3000:]
-    again = run_cli([*args, "--resume"], cli_env, timeout=420)
+    # the same command plus --resume; a --stop given again is the stored one, and the CLI says it is not re-read
+    again = run_cli([*args, "--resume", "--stop", '{"training_iteration": 12}'], cli_env, timeout=420)
     assert again.returncode == 0, explain(again)
-    assert "resuming" in again.stdout, explain(again)
+    assert "resuming" in again.stdout and "--stop / --config given now are not applied" in again.stdout, explain(again)
     iters = [r["training_iteration"] for r in results_of(trial)]
     # the same trial, continued from its latest checkpoint up to the stop criterion (no restart at 1)
     assert iters[-1] == 12 and iters.count(1) == 1, iters

@@ -46,7 +46,7 @@ from rllib_mil.data.experts import EXPERT_NAMES
 from rllib_mil.data.expert_buffer import ExpertBuffer
 from rllib_mil.envs.registry import make_team_env
 from rllib_mil.algorithms.fault import HungEnvRunnerGuard
-from rllib_mil.algorithms.utils import set_provided
+from rllib_mil.algorithms.utils import set_provided, validate_common_settings
 
 # Batch key of an expert-only update: no replay rows, the learner draws expert rows only.
 EXPERT_ONLY = "expert_only"
@@ -129,6 +129,7 @@ class TeamConfig(AlgorithmConfig):
 
     @override(AlgorithmConfig)
     def validate(self) -> None:
+        validate_common_settings(self)
         super().validate()
         if not isinstance(self.use_gru, bool):
             self._value_error(f"`use_gru` must be True or False, got {self.use_gru!r}.")

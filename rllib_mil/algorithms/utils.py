@@ -15,6 +15,43 @@ def set_provided(config, **values) -> None:
             setattr(config, name, value)
 
 
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def validate_common_settings(config) -> None:
+    """Range checks of RLlib's own settings that every team algorithm uses, run before RLlib's ``validate()``
+    (which accepts e.g. a negative learning rate, or fails much later with an unrelated message). Each failure is
+    ``config._value_error`` naming the key and what it takes."""
+    err = config._value_error
+    lr = config.lr
+    if isinstance(lr, (list, tuple)):  # a schedule [[env_step, lr], ...]
+        if not lr or not all(isinstance(p, (list, tuple)) and len(p) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in p) for p in lr):
+            err(f"`lr` schedule must be [[env_step, lr], ...] with numbers >= 0, got {lr!r}.")
+    elif not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0):
+        err(f"`lr` must be a number > 0 (or a schedule [[env_step, lr], ...]), got {lr!r}.")
+    if not (isinstance(config.gamma, (int, float)) and not isinstance(config.gamma, bool) and 0 <= config.gamma <= 1):
+        err(f"`gamma` (the discount) must be a number in [0, 1], got {config.gamma!r}.")
+    for key, low in (("num_env_runners", 0), ("num_envs_per_env_runner", 1), ("train_batch_size_per_learner", 1),
+                     ("minibatch_size", 1), ("num_epochs", 1)):
+        value = getattr(config, key, None)
+        if value is not None and not (_is_int(value) and value >= low):
+            err(f"`{key}` must be an integer >= {low}, got {value!r}.")
+    fragment = config.rollout_fragment_length
+    if fragment != "auto" and not (_is_int(fragment) and fragment >= 1):
+        err(f"`rollout_fragment_length` must be an integer >= 1 or \"auto\", got {fragment!r}.")
+    # Layer sizes: lists of hidden widths, and single widths.
+    for key in ("hidden", "actor_hidden", "critic_hidden", "disc_hidden", "reward_hidden"):
+        value = getattr(config, key, None)
+        if value is not None and not (isinstance(value, (list, tuple)) and all(_is_int(h) and h >= 1 for h in value)):
+            err(f"`{key}` must be a list of layer widths, integers >= 1 (e.g. [64, 64]), got {value!r}.")
+    for key in ("gru_hidden", "mixer_embed_dim", "hypernet_hidden"):
+        value = getattr(config, key, None)
+        if value is not None and not (_is_int(value) and value >= 1):
+            err(f"`{key}` must be an integer >= 1, got {value!r}.")
+
+
 class LastUpdateMetrics:
     """Learner mixin: an iteration's loss metrics come from its last update. The training loops pass RLlib's
     ``_no_metrics_reduce=True`` to every update but the last (imitation.replay_updates / expert_only_updates), and

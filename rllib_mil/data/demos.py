@@ -229,6 +229,10 @@ def _open_temp(out_path: Path) -> str:
         parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{out_path.name}.", suffix=".tmp")
         os.close(fd)
+        # mkstemp makes the file private (0600); the dataset gets the mode any new file would (umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
     except OSError as e:
         raise type(e)(
             e.errno,

@@ -23,7 +23,7 @@ from typing_extensions import Self
 
 from rllib_mil.modules.agent_nets import ACTIVATIONS
 from rllib_mil.algorithms.fault import HungEnvRunnerGuard
-from rllib_mil.algorithms.utils import set_provided
+from rllib_mil.algorithms.utils import set_provided, validate_common_settings
 
 
 class MAPPOConfig(PPOConfig):
@@ -154,6 +154,7 @@ class MAPPOConfig(PPOConfig):
 
     @override(PPOConfig)
     def validate(self) -> None:
+        validate_common_settings(self)
         super().validate()
         if self.activation not in ACTIVATIONS:
             self._value_error(f"Unknown `activation`={self.activation!r}; choose one of {sorted(ACTIVATIONS)}.")
