@@ -116,3 +116,63 @@ def test_readme_commands_name_files_that_exist():
     for token in text.replace("`", " ").split():
         if token.startswith(("cluster/", "tuned_examples/")) and token.endswith((".yaml", "Dockerfile")):
             assert os.path.exists(os.path.join(REPO, token)), token
+
+
+def _ray_start_params(doc):
+    spec = doc["spec"].get("rayClusterSpec", doc["spec"])
+    groups = [spec["headGroupSpec"]] + list(spec.get("workerGroupSpecs", []))
+    return [(key, value) for g in groups for key, value in (g.get("rayStartParams") or {}).items()]
+
+
+@pytest.mark.parametrize("name, doc", RAY_DOCS, ids=[f"{n}:{d['kind']}" for n, d in RAY_DOCS])
+def test_ray_start_params_are_ray_start_flags(name, doc):
+    # The CRD takes any key here; KubeRay passes each as `ray start --<key>=<value>`, so a typo fails only in the pod.
+    from ray.scripts.scripts import start
+
+    flags = {opt for p in start.params for opt in p.opts}
+    for key, value in _ray_start_params(doc):
+        assert f"--{key}" in flags, f"{name}: rayStartParams {key!r} is not a `ray start` flag"
+        assert isinstance(value, str), f"{name}: rayStartParams {key!r} must be a string (KubeRay), got {value!r}"
+
+
+@pytest.mark.parametrize("name, doc", RAY_DOCS, ids=[f"{n}:{d['kind']}" for n, d in RAY_DOCS])
+def test_runtime_env_and_metadata_are_well_formed(name, doc):
+    assert set(doc["metadata"]) <= {"name", "namespace", "labels", "annotations"}, doc["metadata"]
+    if "runtimeEnvYAML" in doc["spec"]:  # a string the CRD does not look inside
+        env = yaml.safe_load(doc["spec"]["runtimeEnvYAML"])
+        assert isinstance(env, dict) and set(env) <= {"env_vars", "working_dir", "py_modules", "pip", "uv",
+                                                      "conda", "container", "excludes", "config"}, env
+
+
+# The fields of a core/v1 PersistentVolumeClaim that cluster/pvc.yaml may use (no CRD ships for core kinds).
+PVC_SCHEMA = {
+    "type": "object", "additionalProperties": False, "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "v1"}, "kind": {"const": "PersistentVolumeClaim"},
+        "metadata": {"type": "object", "additionalProperties": False, "required": ["name"],
+                     "properties": {"name": {"type": "string"}, "namespace": {"type": "string"},
+                                    "labels": {"type": "object"}, "annotations": {"type": "object"}}},
+        "spec": {"type": "object", "additionalProperties": False, "required": ["accessModes", "resources"],
+                 "properties": {
+                     "accessModes": {"type": "array", "items": {
+                         "enum": ["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"]}},
+                     "storageClassName": {"type": "string"}, "volumeMode": {"enum": ["Filesystem", "Block"]},
+                     "volumeName": {"type": "string"},
+                     "resources": {"type": "object", "additionalProperties": False, "properties": {
+                         "requests": {"type": "object", "additionalProperties": False, "required": ["storage"],
+                                      "properties": {"storage": {"type": "string",
+                                                                 "pattern": r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"}}},
+                         "limits": {"type": "object"}}}}},
+    },
+}
+
+
+def test_volume_claims_are_well_formed():
+    pvcs = [doc for _, doc in docs() if doc["kind"] == "PersistentVolumeClaim"]
+    assert pvcs
+    for doc in pvcs:
+        jsonschema.validate(doc, PVC_SCHEMA)
+    bad = copy.deepcopy(pvcs[0])
+    bad["spec"]["acessModes"] = bad["spec"].pop("accessModes")
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, PVC_SCHEMA)
