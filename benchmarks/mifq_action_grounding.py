@@ -95,10 +95,11 @@ def main(argv=None):
     env = make_team_env(args.task, {})
     expert = make_expert("scripted", env)
 
-    def q_of(o):
+    def q_of(o):  # the scores acting maximises: Q, tilted by the BC prior's log-probabilities when it has one
         with torch.no_grad():
-            return module.q_values(module.agent_inputs(torch.as_tensor(o[OBS], dtype=torch.float32)[None],
-                                                       torch.as_tensor(o[STATE], dtype=torch.float32)[None]))
+            out = module.q_values(module.agent_inputs(torch.as_tensor(o[OBS], dtype=torch.float32)[None],
+                                                      torch.as_tensor(o[STATE], dtype=torch.float32)[None]))
+            return module.action_scores(out)
 
     def learner(o, rng):
         return greedy_actions(q_of(o), torch.as_tensor(o[ACTION_MASK])[None])[0].numpy()
