@@ -85,16 +85,19 @@ def _cell(rs: List[dict]) -> str:
     if not rs:
         return "-"
     sc = np.array([r["score"] for r in rs])
-    ret = np.array([r["return"] for r in rs])
+    rets = [r["return"] for r in rs if r.get("return") is not None]
+    ret = f"{np.mean(rets):.1f}; " if len(rets) == len(rs) else ""  # rows without a raw return show none
     won = [r["win_rate"] for r in rs if r.get("win_rate") is not None]
     # Games with a win (SMAX, SMACv2): the greedy win rate too, mean ± std over seeds.
-    win = f"; win {np.mean(won):.2f} ± {np.std(won):.2f}" if won else ""
-    return f"{sc.mean():.2f} ± {sc.std():.2f} ({ret.mean():.1f}{win}; n={len(rs)})"
+    win = f"win {np.mean(won):.2f} ± {np.std(won):.2f}; " if won else ""
+    return f"{sc.mean():.2f} ± {sc.std():.2f} ({ret}{win}n={len(rs)})"
 
 
 def _reference(rows: List[dict], task: str, kind: str) -> str:
     """The expert's or random play's raw return on a task (and win rate), as measured beside the methods."""
-    ref = next(r for r in rows if r["task"] == task)
+    ref = next((r for r in rows if r["task"] == task and r.get(f"{kind}_return") is not None), None)
+    if ref is None:  # not measured beside these rows
+        return "-"
     text = f"{ref[f'{kind}_return']:.1f}"
     if ref.get(f"{kind}_win_rate") is not None:
         text += f" (win {ref[f'{kind}_win_rate']:.2f})"
@@ -117,7 +120,8 @@ def _score_table(rows: List[dict]) -> List[str]:
         lines.append(f"| {rows[0].get('expert_label', 'expert')} (return) | "
                      + " | ".join(_reference(rows, t, "expert") for t in tasks) + " |")
     lines += [f"| {a} | " + " | ".join(_cell(by.get((t, a), [])) for t in tasks) + " |" for a in algos]
-    lines.append("| random (return) | " + " | ".join(_reference(rows, t, "random") for t in tasks) + " |")
+    if any(r.get("random_return") is not None for r in rows):
+        lines.append("| random (return) | " + " | ".join(_reference(rows, t, "random") for t in tasks) + " |")
     return lines
 
 
@@ -163,6 +167,8 @@ def benchmark_report(path: str, docs: str, name: str, title: str, overwrite: boo
     r0 = rows[0]
     if "budget" in r0:  # benchmarks describe their own budget
         budget = r0["budget"]
+    elif not {"env_steps", "updates_per_iteration", "lr", "eval_episodes"} <= set(r0):
+        budget = ""  # rows that do not say
     else:  # imitation benchmark rows (benchmarks/mifq_mpe.py)
         ra = next((r for r in rows if "alpha" in r), r0)  # BC rows carry no soft-Q settings
         demos = ", ".join(str(d) for d in demo_counts)

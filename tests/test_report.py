@@ -207,3 +207,12 @@ def test_rows_without_the_table_keys_name_the_line_and_the_keys(tmp_path):
                                          r"'score'\]"):
         benchmark_report(str(path), str(tmp_path / "docs"), name="rows", title="t")
     assert not (tmp_path / "docs").exists()
+
+
+def test_rows_with_only_the_table_keys_make_a_table(tmp_path):
+    # no raw return, no random reference, no wall time: the score table still comes out, without those parts
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps({"task": "smax/3m", "algo": "QMIX", "seed": s, "score": w}) + "\n"
+                            for s, w in ((0, 0.5), (1, 0.7))))
+    table = benchmark_report(str(path), str(tmp_path / "docs"), name="bare", title="t")
+    assert "| QMIX | 0.60 ± 0.10 (n=2) |" in table and "random" not in table and "wall time" not in table
