@@ -141,8 +141,6 @@ class TeamConfig(AlgorithmConfig):
         if self.use_gru:
             if not self.hidden:
                 self._value_error("`use_gru=True` needs at least one encoder layer in `hidden`, e.g. [64].")
-            if not (isinstance(self.gru_hidden, int) and self.gru_hidden >= 1):
-                self._value_error(f"`gru_hidden` must be an integer >= 1, got {self.gru_hidden!r}.")
         if not isinstance(self.checkpoint_replay_buffer, bool):
             self._value_error(f"`checkpoint_replay_buffer` must be True or False, got {self.checkpoint_replay_buffer!r}.")
         value = self.num_updates_per_iteration

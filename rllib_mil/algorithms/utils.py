@@ -19,6 +19,10 @@ def _is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def validate_common_settings(config) -> None:
     """Range checks of RLlib's own settings that every team algorithm uses, run before RLlib's ``validate()``
     (which accepts e.g. a negative learning rate, or fails much later with an unrelated message). Each failure is
@@ -26,12 +30,12 @@ def validate_common_settings(config) -> None:
     err = config._value_error
     lr = config.lr
     if isinstance(lr, (list, tuple)):  # a schedule [[env_step, lr], ...]
-        if not lr or not all(isinstance(p, (list, tuple)) and len(p) == 2 and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in p) for p in lr):
+        if not lr or not all(isinstance(p, (list, tuple)) and len(p) == 2 and all(_is_number(v) and v >= 0 for v in p)
+                             for p in lr):
             err(f"`lr` schedule must be [[env_step, lr], ...] with numbers >= 0, got {lr!r}.")
-    elif not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0):
+    elif not (_is_number(lr) and lr > 0):
         err(f"`lr` must be a number > 0 (or a schedule [[env_step, lr], ...]), got {lr!r}.")
-    if not (isinstance(config.gamma, (int, float)) and not isinstance(config.gamma, bool) and 0 <= config.gamma <= 1):
+    if not (_is_number(config.gamma) and 0 <= config.gamma <= 1):
         err(f"`gamma` (the discount) must be a number in [0, 1], got {config.gamma!r}.")
     for key, low in (("num_env_runners", 0), ("num_envs_per_env_runner", 1), ("train_batch_size_per_learner", 1),
                      ("minibatch_size", 1), ("num_epochs", 1)):

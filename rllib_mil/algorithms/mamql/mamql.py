@@ -74,10 +74,6 @@ class MAMQLConfig(MIFQConfig):
         if self.reward_form not in ("state_action", "state"):
             self._value_error(f"`reward_form` must be 'state_action' (R_i(s, a), the paper's) or 'state' (g_i(s') plus "
                               f"a shaping term), got {self.reward_form!r}.")
-        if not (isinstance(self.reward_hidden, (list, tuple)) and all(isinstance(h, int) and h > 0
-                                                                       for h in self.reward_hidden)):
-            self._value_error(f"`reward_hidden` must be a list of layer sizes, e.g. [128, 128]; got "
-                              f"{self.reward_hidden!r}.")
 
     @override(AlgorithmConfig)
     def get_default_rl_module_spec(self) -> RLModuleSpec:

@@ -168,9 +168,8 @@ class MAPPOConfig(PPOConfig):
                     f"`action_factors` must be None or a list of at least two integers >= 2 whose product is the "
                     f"number of actions (e.g. [5, 10] for MPE simple_reference), got {f!r}."
                 )
-        for name in ("gru_hidden", "max_seq_len"):
-            if int(getattr(self, name)) < 1:
-                self._value_error(f"`{name}` must be >= 1, got {getattr(self, name)}.")
+        if int(self.max_seq_len) < 1:  # gru_hidden: validate_common_settings
+            self._value_error(f"`max_seq_len` must be >= 1, got {self.max_seq_len}.")
         if self.vf_huber_delta is not None and not self.vf_huber_delta > 0:
             self._value_error(f"`vf_huber_delta` must be > 0 (or None for squared error), got {self.vf_huber_delta}.")
         if not isinstance(self.input_norm, bool):
