@@ -48,13 +48,46 @@ def plateaued(curve, window, patience_steps, min_delta):
     return steps[-1] - steps[best_i + window - 1] >= patience_steps
 
 
+def score_module(module, task, env_config, episodes, seed):
+    """Greedy (and sampled) returns of a MAPPO team module, the scripted and random experts on the same episodes,
+    and the score of the greedy policy against them."""
+    from rllib_mil.data.experts import episode_outcomes, make_expert
+    from rllib_mil.envs import make_team_env
+    from rllib_mil.evaluation import ModulePolicy
+
+    env = make_team_env(task, env_config)
+    res = {}
+    try:
+        for name, policy in (("mappo", ModulePolicy(module)), ("mappo_sampled", ModulePolicy(module, True)),
+                             ("scripted", make_expert("scripted", env)), ("random", make_expert("random", env))):
+            returns, _ = episode_outcomes(env, policy, episodes, seed)
+            res[name] = (float(returns.mean()), float(returns.std()))
+    finally:
+        env.close()
+    return {
+        "return": res["mappo"][0], "return_std": res["mappo"][1], "sampled_return": res["mappo_sampled"][0],
+        "expert_return": res["scripted"][0], "expert_return_std": res["scripted"][1],
+        "random_return": res["random"][0],
+        "score": (res["mappo"][0] - res["random"][0]) / (res["scripted"][0] - res["random"][0]),
+    }
+
+
+def evaluate_saved(path, args):
+    """A row for a checkpoint saved earlier (e.g. by --save-every), scored as at the end of a run."""
+    from rllib_mil.evaluation import load_team_module
+
+    module, config = load_team_module(path)
+    scores = score_module(module, config.env, dict(config.env_config or {}), args.eval_episodes, args.eval_seed)
+    return {"task": config.env, "algo": "MAPPO", "seed": config.seed, **scores, "eval_episodes": args.eval_episodes,
+            "checkpoint": os.path.relpath(os.path.abspath(path), ROOT), "tag": args.tag,
+            "budget": f"greedy decentralized evaluation of a saved checkpoint on {args.eval_episodes} episodes "
+                      f"(seeds {args.eval_seed}+), the scripted and random experts on the same seeds."}
+
+
 def run_one(task, seed, args):
     import torch
 
     from rllib_mil.cli import build_config, load_experiments
-    from rllib_mil.data.experts import episode_outcomes, make_expert
-    from rllib_mil.envs import make_team_env
-    from rllib_mil.evaluation import ModulePolicy
 
     torch.set_num_threads(1)
     (exp,) = load_experiments(os.path.join(ROOT, TASKS[task])).values()
@@ -68,10 +101,15 @@ def run_one(task, seed, args):
     if args.restore:  # continue a saved run (weights, optimizer, env-step counters); --max-steps counts from its start
         algo.restore_from_path(os.path.abspath(args.restore))
     t0, curve, steps, stop_plateau = time.time(), [], 0, False
+    ckpt = os.path.join(args.checkpoints, f"{task.split('/')[1]}-seed{seed}")
+    next_save = args.save_every
     try:
         while not stop_plateau and steps < max_steps:
             r = algo.train()
             steps = int(r["num_env_steps_sampled_lifetime"])
+            if next_save and steps >= next_save:  # intermediate checkpoints, to score the greedy policy per budget
+                algo.save_to_path(f"{ckpt}-{steps}")
+                next_save += args.save_every
             ret = r["env_runners"].get("episode_return_mean")
             if ret is None or math.isnan(ret):  # no episode finished in this iteration (Overcooked: 400-step
                 continue  # episodes, 2048-step iterations)
@@ -84,23 +122,13 @@ def run_one(task, seed, args):
                       + f" wall={time.time() - t0:.0f}s", flush=True)
             stop_plateau = args.patience is not None and plateaued(curve, 10, args.patience, args.min_delta)
         wall = time.time() - t0
-        ckpt = os.path.join(args.checkpoints, f"{task.split('/')[1]}-seed{seed}")
         algo.save_to_path(ckpt)
         module = algo.learner_group._learner.module["default_policy"]
-        env = make_team_env(task, dict(config.env_config or {}))
-        res = {}
-        for name, policy in (("mappo", ModulePolicy(module)), ("mappo_sampled", ModulePolicy(module, True)),
-                             ("scripted", make_expert("scripted", env)), ("random", make_expert("random", env))):
-            returns, _ = episode_outcomes(env, policy, args.eval_episodes, args.eval_seed)
-            res[name] = (float(returns.mean()), float(returns.std()))
-        env.close()
+        scores = score_module(module, task, dict(config.env_config or {}), args.eval_episodes, args.eval_seed)
     finally:
         algo.stop()
-    score = (res["mappo"][0] - res["random"][0]) / (res["scripted"][0] - res["random"][0])
     return {
-        "task": task, "algo": "MAPPO", "seed": seed, "return": res["mappo"][0], "return_std": res["mappo"][1],
-        "sampled_return": res["mappo_sampled"][0], "expert_return": res["scripted"][0],
-        "expert_return_std": res["scripted"][1], "random_return": res["random"][0], "score": score,
+        "task": task, "algo": "MAPPO", "seed": seed, **scores,
         "env_steps": steps, "plateau": stop_plateau, "wall_s": wall, "eval_episodes": args.eval_episodes,
         "checkpoint": os.path.relpath(ckpt, ROOT), "curve": curve, "config": json.loads(args.config),
         "tag": args.tag, "restored_from": args.restore,
@@ -131,10 +159,14 @@ def main(argv=None):
     p.add_argument("--shard", default="0/1", help="i/k: run every k-th (task, seed) starting at i")
     p.add_argument("--config", default="{}", help="JSON overrides of the tuned example's config, e.g. "
                    "'{\"use_gru\": true}'")
+    p.add_argument("--save-every", type=int, default=None,
+                   help="also keep a checkpoint <checkpoints>/<task>-seed<seed>-<env steps> every this many env steps")
     p.add_argument("--tag", default="", help="label stored in each row (for ablations)")
     p.add_argument("--restore", default=None,
                    help="checkpoint of an earlier run of the same task to continue from (e.g. with an annealed lr: "
                         "--config '{\"lr\": [[0, 7e-4], [5000000, 7e-4], [6000000, 1e-5]]}')")
+    p.add_argument("--evaluate", nargs="+", default=None, metavar="CHECKPOINT",
+                   help="score these saved checkpoints (greedy, --eval-episodes from --eval-seed) instead of training")
     p.add_argument("--report", default=None, help="aggregate this .jsonl into --docs instead of running")
     p.add_argument("--docs", default=os.path.join(ROOT, "docs"))
     args = p.parse_args(argv)
@@ -153,9 +185,13 @@ def main(argv=None):
 
     i, k = (int(x) for x in args.shard.split("/"))
     grid = [(t, s) for t in args.tasks for s in args.seeds][i::k]
-    ray.init(num_cpus=2 if args.num_env_runners else 1, include_dashboard=False)
-    for task, seed in grid:
-        row = run_one(task, seed, args)
+    if args.evaluate:
+        runs = [lambda path=path: evaluate_saved(path, args) for path in args.evaluate]
+    else:
+        ray.init(num_cpus=2 if args.num_env_runners else 1, include_dashboard=False)
+        runs = [lambda task=task, seed=seed: run_one(task, seed, args) for task, seed in grid]
+    for run in runs:
+        row = run()
         with open(args.out, "a") as f:
             f.write(json.dumps(row) + "\n")
         print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)

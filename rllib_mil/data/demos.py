@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from rllib_mil.data import schema as S
 from rllib_mil.data.experts import (EXPERT_NAMES, Expert, NoisyExpert, episode_rng, load_checkpoint_expert, make_expert,
-                                    play_episode)
+                                    one_torch_thread, play_episode)
 from rllib_mil.envs.contract import ACTION_MASK, INFO_AGENT_REWARDS, OBS, STATE
 
 CACHE_ENV_VAR = "RLLIB_MIL_CACHE"
@@ -164,40 +164,36 @@ def resolve_expert(expert, env, stochastic: bool = False, epsilon: float = 0.0) 
 
 
 def _collect_episodes(env_id: str, env_config: dict | None, expert, stochastic: bool, seed: int,
-                      ks: list[int], single_thread: bool = False,
-                      epsilon: float = 0.0) -> tuple[dict[str, np.ndarray], list, list]:
+                      ks: list[int], epsilon: float = 0.0) -> tuple[dict[str, np.ndarray], list, list]:
     """Episodes ``ks`` (reset with ``seed + k``, acted with ``episode_rng(seed, k)``) as schema columns, plus
     their returns and win flags. Runs in-process or as a Ray task (one per env runner)."""
     from rllib_mil.envs.registry import make_team_env
 
-    if single_thread:  # one CPU per runner: torch must not spawn a thread per core in every runner
-        import torch
-
-        torch.set_num_threads(1)
     env = make_team_env(env_id, env_config)
     try:
-        actor, _ = resolve_expert(expert, env, stochastic, epsilon)
-        rows: dict[str, list] = {name: [] for name in S.COLUMNS}
-        returns, wins = [], []
-        for k in ks:
-            ret, won, steps = play_episode(env, actor, seed + k, episode_rng(seed, k), record=True)
-            for t, (obs, actions, reward, next_obs, terminated, truncated, info) in enumerate(steps):
-                rows[S.EPISODE_ID].append(k)
-                rows[S.T].append(t)
-                rows[S.OBS].append(obs[OBS])
-                rows[S.STATE].append(obs[STATE])
-                rows[S.ACTION_MASK].append(obs[ACTION_MASK])
-                rows[S.ACTIONS].append(actions)
-                rows[S.REWARD].append(reward)
-                rows[S.AGENT_REWARDS].append(info[INFO_AGENT_REWARDS])
-                rows[S.NEXT_OBS].append(next_obs[OBS])
-                rows[S.NEXT_STATE].append(next_obs[STATE])
-                rows[S.NEXT_ACTION_MASK].append(next_obs[ACTION_MASK])
-                rows[S.TERMINATED].append(terminated)
-                rows[S.TRUNCATED].append(truncated)
-            returns.append(ret)
-            if won is not None:
-                wins.append(won)
+        with one_torch_thread():  # forward passes of one observation: one torch thread (see its doc)
+            actor, _ = resolve_expert(expert, env, stochastic, epsilon)
+            rows: dict[str, list] = {name: [] for name in S.COLUMNS}
+            returns, wins = [], []
+            for k in ks:
+                ret, won, steps = play_episode(env, actor, seed + k, episode_rng(seed, k), record=True)
+                for t, (obs, actions, reward, next_obs, terminated, truncated, info) in enumerate(steps):
+                    rows[S.EPISODE_ID].append(k)
+                    rows[S.T].append(t)
+                    rows[S.OBS].append(obs[OBS])
+                    rows[S.STATE].append(obs[STATE])
+                    rows[S.ACTION_MASK].append(obs[ACTION_MASK])
+                    rows[S.ACTIONS].append(actions)
+                    rows[S.REWARD].append(reward)
+                    rows[S.AGENT_REWARDS].append(info[INFO_AGENT_REWARDS])
+                    rows[S.NEXT_OBS].append(next_obs[OBS])
+                    rows[S.NEXT_STATE].append(next_obs[STATE])
+                    rows[S.NEXT_ACTION_MASK].append(next_obs[ACTION_MASK])
+                    rows[S.TERMINATED].append(terminated)
+                    rows[S.TRUNCATED].append(truncated)
+                returns.append(ret)
+                if won is not None:
+                    wins.append(won)
     finally:
         env.close()
     cols = {name: np.stack(v) if name in S.ARRAY_COLUMNS else np.asarray(v) for name, v in rows.items()}
@@ -212,7 +208,7 @@ def _collect_parallel(env_id, env_config, expert, stochastic, seed, episodes, nu
         ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=True, include_dashboard=False)
     chunks = [c.tolist() for c in np.array_split(np.arange(episodes), num_env_runners) if c.size]
     task = ray.remote(num_cpus=1, max_retries=0)(_collect_episodes)
-    refs = [task.remote(env_id, env_config, expert, stochastic, seed, ks, True, epsilon) for ks in chunks]
+    refs = [task.remote(env_id, env_config, expert, stochastic, seed, ks, epsilon) for ks in chunks]
     try:
         parts = ray.get(refs)
     except BaseException:

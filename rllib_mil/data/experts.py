@@ -37,6 +37,7 @@ How each one plays (layouts and encodings read from mpe2's scenario source, see 
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 from abc import ABC, abstractmethod
 from collections import deque
@@ -592,6 +593,21 @@ def episode_rng(seed: int, k: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(k)])
 
 
+@contextlib.contextmanager
+def one_torch_thread():
+    """Policy forward passes on one intra-op thread while envs are stepped in this process, the previous
+    setting restored after. Batches of one observation gain nothing from more threads, and on a busy 2-CPU
+    machine torch's thread pool made a greedy MPE episode 20x slower (docs/performance.md, "In-process rollouts")."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def play_episode(env, expert: Expert, seed: int, rng: np.random.Generator, record: bool = False):
     """One episode reset with ``seed``: ``(team return, battle_won or None, steps)`` where ``steps`` is a list
     of ``(obs, actions, reward, next_obs, terminated, truncated, info)`` when ``record`` else ``None``."""
@@ -616,10 +632,11 @@ def episode_outcomes(env, expert: Expert, episodes: int, seed: int) -> tuple[np.
     with ``seed + k`` and acted with ``episode_rng(seed, k)``."""
     returns = np.zeros(episodes)
     wins: list[bool] = []
-    for k in range(episodes):
-        returns[k], won, _ = play_episode(env, expert, seed + k, episode_rng(seed, k))
-        if won is not None:
-            wins.append(won)
+    with one_torch_thread():
+        for k in range(episodes):
+            returns[k], won, _ = play_episode(env, expert, seed + k, episode_rng(seed, k))
+            if won is not None:
+                wins.append(won)
     return returns, wins
 
 
