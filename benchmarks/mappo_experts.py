@@ -188,7 +188,8 @@ def main(argv=None):
     if args.evaluate:
         runs = [lambda path=path: evaluate_saved(path, args) for path in args.evaluate]
     else:
-        ray.init(num_cpus=2 if args.num_env_runners else 1, include_dashboard=False)
+        if not ray.is_initialized():  # (a test session may have started it)
+            ray.init(num_cpus=2 if args.num_env_runners else 1, include_dashboard=False)
         runs = [lambda task=task, seed=seed: run_one(task, seed, args) for task, seed in grid]
     for run in runs:
         row = run()

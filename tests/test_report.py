@@ -216,3 +216,23 @@ def test_rows_with_only_the_table_keys_make_a_table(tmp_path):
                             for s, w in ((0, 0.5), (1, 0.7))))
     table = benchmark_report(str(path), str(tmp_path / "docs"), name="bare", title="t")
     assert "| QMIX | 0.60 ± 0.10 (n=2) |" in table and "random" not in table and "wall time" not in table
+
+
+def test_mappo_experts_save_every_and_evaluate(ray_session, tmp_path):
+    """benchmarks/mappo_experts.py: --save-every keeps a checkpoint per budget, and --evaluate scores a saved
+    checkpoint exactly as the run scored it at its end (same greedy policy, same episode seeds)."""
+    import json
+
+    script = _benchmark_script("mappo_experts")
+    ck, rows = tmp_path / "ck", tmp_path / "rows.jsonl"
+    common = ["--eval-episodes", "2", "--out", str(rows), "--checkpoints", str(ck)]
+    script.main(["--tasks", "mpe/simple_spread", "--seeds", "0", "--max-steps", "4000", "--save-every", "2000",
+                 "--config", '{"num_envs_per_env_runner": 80}', *common])
+    assert sorted(p.name for p in ck.iterdir()) == ["simple_spread-seed0", "simple_spread-seed0-2000",
+                                                    "simple_spread-seed0-4000"]
+    script.main(["--evaluate", str(ck / "simple_spread-seed0"), str(ck / "simple_spread-seed0-2000"), *common])
+    trained, final, early = (json.loads(line) for line in rows.read_text().splitlines())
+    assert trained["env_steps"] == 4000 and final["task"] == early["task"] == "mpe/simple_spread"
+    for key in ("return", "sampled_return", "expert_return", "random_return", "score"):
+        assert final[key] == trained[key], key
+    assert early["expert_return"] == trained["expert_return"] and early["return"] != trained["return"]
