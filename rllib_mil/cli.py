@@ -246,8 +246,10 @@ def _resolve_storage(path: Optional[str]) -> str:
 def cmd_train_file(args) -> int:
     import ray
     from ray import tune
+    from ray.tune.error import TuneError
 
     import rllib_mil  # noqa: F401  (registers envs and algorithms)
+    from rllib_mil.envs.jax_env import start_ray
 
     experiments = load_experiments(args.file)
     stop_override = json_flag("--stop", args.stop, '{"training_iteration": 2}')
@@ -273,7 +275,7 @@ def cmd_train_file(args) -> int:
         # An existing cluster (--address, or RAY_ADDRESS as `ray job submit` sets it) may still be growing.
         on_cluster = bool(args.address or os.environ.get("RAY_ADDRESS"))
         if not ray.is_initialized():
-            ray.init(address=args.address, ignore_reinit_error=True, log_to_driver=True)
+            start_ray(address=args.address, ignore_reinit_error=True, log_to_driver=True)
         check_resources(exp["run"], config, wait_s=args.resource_wait if on_cluster else 0.0)
         if search:
             param_space = config.to_dict()
@@ -324,7 +326,14 @@ def cmd_train_file(args) -> int:
                     checkpoint_config=tune.CheckpointConfig(**ckpt),
                 ),
             )
-        results = tuner.fit()
+        try:
+            results = tuner.fit()
+        except TuneError as e:  # Tune itself stopped (not a trial): one line, and where the state is kept
+            cause = trial_error_message(e)
+            cause = cause if len(cause) <= 400 else cause[:400] + " ..."  # Tune's messages may hold a whole result
+            raise ConfigError(f"Tune stopped the run: {cause} The experiment state is under "
+                              f"{exp_dir}; after fixing the cause, continue with the same command plus --resume.") \
+                from None
         failed = [r for r in results if r.error]
         for r in results:
             _print_result(r)
@@ -378,8 +387,11 @@ def make_scheduler(args, search: Dict[str, Any], metric: str, source: str):
         raise ConfigError(
             f"{source}: --scheduler pbt perturbs the config's sampled settings, but it has none. Give the settings "
             "to explore as search spaces, e.g. `lr: {loguniform: [0.0001, 0.001]}` and `alpha: {uniform: [0.05, 0.2]}`.")
+    # require_attrs=False: PBT checks the metric itself (TUNE_DISABLE_STRICT_METRIC_CHECKING does not reach it) and
+    # would fail the whole run at the first iteration without an evaluation (evaluation_interval > 1, MIFQ's warm start).
     return PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=args.pbt_interval,
-                                   hyperparam_mutations=mutations, synch=getattr(args, "pbt_synch", False))
+                                   hyperparam_mutations=mutations, synch=getattr(args, "pbt_synch", False),
+                                   require_attrs=False)
 
 
 def trial_error_message(error) -> str:

@@ -71,6 +71,7 @@ def check_env(source: str, env_id, env_config) -> None:
     """The env id is a registered team env and builds with its env_config (without StarCraft II the SMACv2 ids
     fail here with the install message)."""
     from rllib_mil.envs import list_team_envs, make_team_env
+    from rllib_mil.envs.contract import EnvUnavailable
 
     if not isinstance(env_id, str):
         raise ConfigError(f"{source}: `env` must be a registered team-env id (string), got {env_id!r}.")
@@ -84,7 +85,9 @@ def check_env(source: str, env_id, env_config) -> None:
         raise ConfigError(f"{source}: `env_config` must be a mapping, got {env_config!r}.")
     try:
         env = make_team_env(env_id, dict(env_config or {}))
-    except (RuntimeError, ImportError, TypeError, ValueError, KeyError) as e:
+    except (EnvUnavailable, ImportError) as e:  # the game or its package is missing here, not a bad env_config
+        raise ConfigError(f"{source}: env {env_id!r} is not available on this machine: {e}") from None
+    except (RuntimeError, TypeError, ValueError, KeyError) as e:
         raise ConfigError(f"{source}: env {env_id!r} cannot be built with env_config {dict(env_config or {})}: "
                           f"{e}") from None
     env.close()

@@ -101,7 +101,7 @@ def cases(tmp):
          ["`expert_data.episodes`", "integer >= 1"]),
         ("env_config of the wrong type", exp(env_config=[3]), None, ["env_config", "mapping"]),
         ("StarCraft II missing (SMACv2 env)", exp(env="smacv2/protoss_5_vs_5", expert_data=None), None,
-         ["SC2PATH", "smax/"]),
+         ["is not available on this machine", "SC2PATH", "smax/"]),
         ("unwritable storage path", exp(), ["--storage-path", "/proc/rllib_results"], ["not writable",
                                                                                       "--storage-path"]),
         ("too few CPUs for one trial", exp(num_env_runners=8), None, ["needs", "CPU", "num_env_runners"]),

@@ -99,12 +99,13 @@ def test_pbt_through_the_cli_exploits_and_perturbs(tmp_path, cli_env):
     """`--scheduler pbt` end to end: two trials, a synchronous perturbation round every 2 iterations (so each round
     compares both trials even when the machine runs them one at a time); the weaker trial restores the stronger
     one's checkpoint and continues with a perturbed lr (its results show the change, Tune logs the exploit), and
-    both reach the stop criterion."""
+    both reach the stop criterion. The default metric, the greedy evaluation return, exists only every second
+    iteration (as in tuned_examples/tune_mifq_mpe.yaml): PBT waits for it instead of failing the run."""
     cfg = write_yaml(tmp_path / "pbt.yaml", exp_name="pbt", stop={"training_iteration": 8},
-                     config={**TINY, "lr": {"loguniform": [0.0001, 0.001]}})
+                     config={**TINY, "lr": {"loguniform": [0.0001, 0.001]}, "evaluation_interval": 2,
+                             "evaluation_duration": 1, "evaluation_duration_unit": "episodes"})
     proc = run_cli(["train", "file", cfg, "--storage-path", str(tmp_path / "r"), "--scheduler", "pbt",
-                    "--pbt-interval", "2", "--pbt-synch", "--num-samples", "2",
-                    "--metric", "env_runners/episode_return_mean"],
+                    "--pbt-interval", "2", "--pbt-synch", "--num-samples", "2"],
                    cli_env, timeout=600)
     assert proc.returncode == 0, explain(proc)
     trials = sorted(p for p in glob.glob(str(tmp_path / "r" / "pbt" / "*")) if os.path.isdir(p))
@@ -137,3 +138,25 @@ def test_perturbed_settings_are_in_effect_after_restore(build, tmp_path):
     assert optim.param_groups[0]["lr"] == pytest.approx(2e-4)
     assert learner.config.alpha == 0.05 and perturbed.config.alpha == 0.05
     assert result["training_iteration"] == 3  # the donor's counters came along
+
+
+def test_tune_stopping_the_run_is_one_line(tmp_path, ray_session, monkeypatch, capsys):
+    """An error of Tune itself (not of a trial: e.g. a scheduler's check) ends the command with one `rllib: error`
+    line naming the cause, shortened, and where the experiment state is, instead of Tune's traceback."""
+    from ray import tune
+    from ray.tune.error import TuneError
+
+    from rllib_mil import cli
+
+    def fit(self):
+        raise TuneError("Traceback (most recent call last):\n  ...\nRuntimeError: Cannot find metric m in " + "x" * 900)
+
+    monkeypatch.setattr(tune.Tuner, "fit", fit)
+    cfg = write_yaml(tmp_path / "t.yaml", exp_name="t", stop={"training_iteration": 1}, config=TINY)
+    rc = cli.main(["train", "file", cfg, "--storage-path", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("rllib: error: Tune stopped the run: RuntimeError: Cannot find metric m in xxx"), err
+    assert err.endswith(f"under {tmp_path / 'r' / 't'}; after fixing the cause, continue with the same command plus "
+                        "--resume."), err
+    assert len(err) < 700, len(err)

@@ -204,8 +204,10 @@ def _collect_parallel(env_id, env_config, expert, stochastic, seed, episodes, nu
     """Split the episodes into ``num_env_runners`` contiguous chunks, one Ray task (1 CPU) each."""
     import ray
 
+    from rllib_mil.envs.jax_env import start_ray
+
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=True, include_dashboard=False)
+        start_ray(address=os.environ.get("RAY_ADDRESS"), log_to_driver=True, include_dashboard=False)
     chunks = [c.tolist() for c in np.array_split(np.arange(episodes), num_env_runners) if c.size]
     task = ray.remote(num_cpus=1, max_retries=0)(_collect_episodes)
     refs = [task.remote(env_id, env_config, expert, stochastic, seed, ks, epsilon) for ks in chunks]

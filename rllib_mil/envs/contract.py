@@ -22,6 +22,11 @@ INFO_AGENT_REWARDS = "agent_rewards"
 INFO_BATTLE_WON = "battle_won"
 
 
+class EnvUnavailable(RuntimeError):
+    """The env's game or package is not installed on this machine (as opposed to a bad ``env_config``); the message
+    says how to install it and what to use instead."""
+
+
 def team_dims(observation_space, who: str = "This module") -> tuple[int, int, int, int]:
     """(n_agents, obs_dim, state_dim, n_actions) of a team observation space; a clear error for anything else."""
     try:

@@ -10,6 +10,20 @@ import numpy as np
 from rllib_mil.envs.base import TeamEnv
 
 
+def start_ray(**kwargs):
+    """``ray.init(**kwargs)`` without JAX's fork warning. Once a JAX env has been built in this process (the CLI's
+    checks build one before Ray starts), JAX warns at every fork that a deadlock may follow. Ray starts its
+    processes with ``subprocess``, whose child execs at once and runs no JAX code, so the warning does not apply
+    there; elsewhere it still shows."""
+    import warnings
+
+    import ray
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+        return ray.init(**kwargs)
+
+
 def import_jaxmarl(module: str, what: str):
     """``jaxmarl.environments.<module>`` for the ``what`` team envs, or an ImportError that says how to install it."""
     try:

@@ -48,7 +48,7 @@ from typing import Any, Callable
 import numpy as np
 
 from rllib_mil.envs.base import TeamEnv, TeamStep
-from rllib_mil.envs.contract import INFO_BATTLE_WON
+from rllib_mil.envs.contract import INFO_BATTLE_WON, EnvUnavailable
 from rllib_mil.envs.mpe import _int_at_least, resolve_config
 from rllib_mil.envs.sc2_worker import load_backend
 
@@ -142,16 +142,16 @@ def check_starcraft_installed(env_id: str, map_name: str) -> None:
     try:
         importlib.import_module("smacv2")
     except ImportError:
-        raise RuntimeError(f"StarCraft II environment unavailable: the `smacv2` package is not installed. {fix}") from None
+        raise EnvUnavailable(f"StarCraft II environment unavailable: the `smacv2` package is not installed. {fix}") from None
     root = sc2_path()
     if not (root / "Versions").is_dir():
-        raise RuntimeError(
+        raise EnvUnavailable(
             f"StarCraft II not found: SC2PATH={os.environ.get('SC2PATH', '(unset)')} -> {root} has no Versions/ "
             f"folder. Set SC2PATH to the StarCraft II install. {fix}"
         )
     map_file = root / "Maps" / "SMAC_Maps" / f"{map_name}.SC2Map"
     if not map_file.is_file():
-        raise RuntimeError(f"StarCraft II map {map_file} is missing (copy smacv2's SMAC_Maps there). {fix}")
+        raise EnvUnavailable(f"StarCraft II map {map_file} is missing (copy smacv2's SMAC_Maps there). {fix}")
 
 
 class _Watchdog:
