@@ -64,6 +64,11 @@ def main(argv=None):
     p.add_argument("steps", type=int, help="env steps (offline: the same number of updates)")
     p.add_argument("--config", default="{}", help="JSON overrides of MIFQ's training settings")
     args = p.parse_args(argv)
+    # 100 env steps per iteration; offline, the first 1000 steps of the online schedule are the warm-up it skips
+    iterations = args.steps // 100 - (10 if args.mode == "offline" else 0)
+    if iterations < 1:
+        p.error(f"steps must be at least {1100 if args.mode == 'offline' else 100} in {args.mode} mode (one training "
+                f"iteration), got {args.steps}")
 
     import ray
 
@@ -85,7 +90,7 @@ def main(argv=None):
     config = (MIFQConfig().environment(args.task).training(**tr)
               .env_runners(num_env_runners=0, num_envs_per_env_runner=4, rollout_fragment_length=25).debugging(seed=0))
     algo = config.build_algo()
-    for _ in range(args.steps // 100 - (10 if args.mode == "offline" else 0)):
+    for _ in range(iterations):
         res = algo.train()
     stats = res["learners"]["default_policy"]
     keys = ("q_mean", "q_abs_max", "expert_reward_mean", "replay_reward_mean", "value_term_expert",
