@@ -6,10 +6,15 @@ return. mpe2's spread reward with ``local_ratio`` 0.5 averaged over agents is
 distance. The distance part is split into what the agents would lose standing at their final positions all
 episode (``25 * D_T``, "stopping") and the excess of the way there (``sum_t D_t - 25 * D_T``, "approach").
 
-    python benchmarks/spread_gap.py benchmarks/experts/mappo_mpe_spread_actor128_5m --episodes 100
+    python benchmarks/spread_gap.py benchmarks/experts/mappo_mpe_spread_actor128_5m --episodes 100 \
+        --out benchmarks/results/spread_gap.jsonl
+
+With ``--out``, one JSON line per policy (the checkpoint and the scripted expert) is appended to that file.
 """
 
 import argparse
+import json
+import os
 
 import numpy as np
 
@@ -57,6 +62,8 @@ def profile(env, policy, episodes: int, seed: int, n: int) -> dict:
         "shared_landmark_at_end": float(np.mean(shared)),
         # an agent that has arrived but keeps moving circles or overshoots its landmark (the stopping loss)
         "speed_when_arrived": float(np.mean(arrived)) if arrived else float("nan"),
+        # the rest of the return: each colliding pair costs 1/n per step
+        "collision_loss": float(-(np.mean(returns) + 0.5 * d.sum(1).mean())),
     }
 
 
@@ -66,6 +73,7 @@ def main(argv=None):
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--seed", type=int, default=10_000, help="episode k is reset with seed + k (mappo_experts.py's)")
     p.add_argument("--n", type=int, default=3)
+    p.add_argument("--out", default=None, help="append one JSON line per policy to this file")
     args = p.parse_args(argv)
 
     import torch
@@ -83,11 +91,17 @@ def main(argv=None):
     env.close()
     for name, r in rows.items():
         print(f"{name:10s} return {r['return']:.2f}  approach loss {r['approach_loss']:.2f}  stopping loss "
-              f"{r['stopping_loss']:.2f}  collision loss {-(r['return'] + r['approach_loss'] + r['stopping_loss']):.2f}"
+              f"{r['stopping_loss']:.2f}  collision loss {r['collision_loss']:.2f}"
               f"  final distance {r['final_distance']:.3f}  colliding pair-steps {r['colliding_pair_steps']:.2f}"
               f"  shared landmark at end {r['shared_landmark_at_end']:.2f}"
               f"  speed within {NEAR} of a landmark {r['speed_when_arrived']:.3f}")
         print("           distance per step: " + " ".join(f"{x:.2f}" for x in r["distance_per_step"]))
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "a") as f:
+            for name, r in rows.items():
+                f.write(json.dumps({"policy": name, "checkpoint": args.checkpoint, "task": "mpe/simple_spread",
+                                    "n": args.n, "episodes": args.episodes, "seed": args.seed, **r}) + "\n")
 
 
 if __name__ == "__main__":

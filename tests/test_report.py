@@ -1,6 +1,7 @@
 """`rllib report` on benchmark rows in the paper's layout (methods as rows, tasks as columns): one table per demo
 count, a demo-count table and plot, score curves and Q-magnitude plots."""
 import json
+import os
 
 import pytest
 
@@ -167,11 +168,25 @@ def test_spread_gap_splits_the_env_reward():
     for name in ("scripted", "random"):  # random play collides often, the scripted expert rarely
         r = gap.profile(env, make_expert(name, env), 4, 10_000, 3)
         collision_loss = -(r["return"] + r["approach_loss"] + r["stopping_loss"])
+        assert collision_loss == pytest.approx(r["collision_loss"], abs=1e-9)
         assert collision_loss == pytest.approx(r["colliding_pair_steps"] / 3, abs=1e-4)
         assert len(r["distance_per_step"]) == 25 and r["stopping_loss"] == pytest.approx(12.5 * r["final_distance"])
         if name == "scripted":  # it reaches its landmarks within the episode, so arrived agents' speeds exist
             assert 0.0 <= r["speed_when_arrived"] < 2.0
     env.close()
+
+
+def test_spread_gap_writes_one_row_per_policy(tmp_path):
+    """--out keeps the split as JSON rows (the numbers quoted in the MAPPO README come from such rows)."""
+    out = tmp_path / "gap.jsonl"
+    _benchmark_script("spread_gap").main([os.path.join(os.path.dirname(__file__), "..", "benchmarks", "experts",
+                                                       "mappo_mpe_spread_actor128_10m"),
+                                          "--episodes", "2", "--out", str(out)])
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["policy"] for r in rows] == ["checkpoint", "scripted"]
+    for r in rows:
+        assert r["episodes"] == 2 and r["seed"] == 10_000 and len(r["distance_per_step"]) == 25
+        assert r["return"] == pytest.approx(-(r["approach_loss"] + r["stopping_loss"] + r["collision_loss"]))
 
 
 def test_a_report_never_replaces_a_page_another_input_wrote(tmp_path):
