@@ -18,16 +18,16 @@ import os
 import time
 
 
-def run_one(task, method, seed, args):
+def make_config(task, method, seed, args):
+    """The benchmark's config of one registered algorithm on ``task`` (sight range, budget and --config from args):
+    one in-process env runner stepping ``--num-envs`` battles in SMAX's batched backend, 25 steps each per
+    iteration."""
     from rllib_mil.algorithms.registry import get_algorithm
-    from rllib_mil.envs import make_team_env
-    from rllib_mil.evaluation import ModulePolicy, run_episodes
 
     _, config_cls = get_algorithm(method)
-    env_config = {"sight_range": args.sight}
-    config = (
+    return (
         config_cls()
-        .environment(task, env_config=env_config)
+        .environment(task, env_config={"sight_range": args.sight})
         .training(lr=args.lr, num_updates_per_iteration=args.updates_per_iteration,
                   train_batch_size_per_learner=args.batch)
         .training(**json.loads(args.config))
@@ -35,8 +35,25 @@ def run_one(task, method, seed, args):
                      gym_env_vectorize_mode="vector_entry_point")
         .debugging(seed=seed)
     )
-    algo = config.build_algo()
-    env = make_team_env(task, env_config)
+
+
+def finished_cells(path):
+    """(task, algo, seed, tag) of the rows already in ``path`` (runs resume by skipping them)."""
+    done = set()
+    if os.path.exists(path):
+        for line in open(path):
+            if line.strip():
+                r = json.loads(line)
+                done.add((r["task"], r["algo"], r["seed"], r.get("tag", "")))
+    return done
+
+
+def run_one(task, method, seed, args):
+    from rllib_mil.envs import make_team_env
+    from rllib_mil.evaluation import ModulePolicy, run_episodes
+
+    algo = make_config(task, method, seed, args).build_algo()
+    env = make_team_env(task, {"sight_range": args.sight})
     curve, t0, next_eval, steps = [], time.time(), 0, 0
     while steps < args.env_steps:
         res = algo.train()
@@ -143,12 +160,7 @@ def main(argv=None):
     shard_i, shard_k = (int(x) for x in args.shard.split("/"))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     grid = [(f"smax/{m}", meth, s) for m in args.maps for s in args.seeds for meth in args.methods]
-    done = set()
-    if os.path.exists(args.out):
-        for line in open(args.out):
-            if line.strip():
-                r = json.loads(line)
-                done.add((r["task"], r["algo"], r["seed"], r.get("tag", "")))
+    done = finished_cells(args.out)
     refs = {}
     for n, (task, method, seed) in enumerate(grid):
         if n % shard_k != shard_i or (task, method, seed, args.tag) in done:
@@ -168,7 +180,8 @@ def main(argv=None):
                        f"{args.updates_per_iteration} updates of {args.batch} replay "
                        f"{'episodes' if json.loads(args.config).get('use_gru') else 'transitions'} each), lr={args.lr}, "
                        f"sight range {'SMAX default' if args.sight is None else format(args.sight, 'g')}; "
-                       f"greedy decentralized win rate on {args.eval_episodes} battles."),
+                       f"greedy decentralized win rate on {args.eval_episodes} battles"
+                       + (f"; config {args.config}." if json.loads(args.config) else ".")),
         }
         with open(args.out, "a") as f:
             f.write(json.dumps(row) + "\n")

@@ -116,6 +116,9 @@ def cases(tmp):
         ("DAgger's β-mixture on a non-IGM-DA algorithm", {"bad-input": {
             "run": "QMIX", "env": "mpe/simple_spread", "stop": {"training_iteration": 1},
             "config": {"dagger_beta": 0.5, "num_env_runners": 0}}}, None, ["`dagger_beta`", "QMIX-DA"]),
+        ("target agents acting in IGM-DA mode", {"bad-input": {
+            "run": "QMIX-DA", "env": "mpe/simple_spread", "stop": {"training_iteration": 1},
+            "config": {"act_with_target": True, "num_env_runners": 0}}}, None, ["`act_with_target`", "QMIX"]),
         ("noise level out of range (`rllib demos collect --epsilon`)", None,
          ["demos", "collect", "--env", "mpe/simple_spread", "--episodes", "1", "--epsilon", "1.5", "--out",
           str(tmp / "noisy.parquet")], ["epsilon must be a number in [0, 1]"]),

@@ -2,8 +2,11 @@
 count, a demo-count table and plot, score curves and Q-magnitude plots."""
 import json
 import os
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
+import torch
 
 from rllib_mil.report import benchmark_report
 
@@ -112,6 +115,29 @@ def test_convergence_steps_to_threshold():
     table = conv.table([row, late, never], 0.8)
     assert "| t | 4 | A | 1500 | 1/1 | 1500 | 1.00 |" in table and "| t | 4 | B | 3000 | 1/1 | 3000 | 2.00 |" in table
     assert "| t | 4 | C | never | 0/1 | – | – |" in table
+
+
+def test_vd_churn_counts_flips_gaps_and_relapses():
+    """benchmarks/vd_churn.py: churn counts live agent rows whose greedy available action changed (dead agents, with
+    one action, are left out); gap is best minus second-best available Q; a relapse is a fall below 0.5 after 0.9."""
+    vc = _benchmark_script("vd_churn")
+    assert vc.relapses([0.0, 1.0, 0.4, 0.95, 0.2, 0.6]) == 2 and vc.relapses([0.95, 0.6, 0.95]) == 0
+
+    class Fixed:  # a "network" that returns the same scores for any input
+        def __init__(self, q):
+            self.q = torch.tensor([q])  # (1, n, A)
+
+        def __call__(self, x):
+            return self.q
+
+    module = SimpleNamespace(agent_inputs=lambda o, s: o, td_scores=lambda q: q)
+    now = Fixed([[1.0, 0.5, 0.0], [0.0, 2.0, 1.9], [9.0, 0.0, 0.0]])
+    before = Fixed([[0.0, 1.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 9.0]])
+    mask = np.array([[1, 1, 1], [1, 1, 1], [0, 0, 1]], dtype=np.float32)  # agent 2 is dead: only its no-op
+    states = [(np.zeros((3, 4), np.float32), np.zeros(5, np.float32), mask)]
+    churn, gap, q_scale = vc.churn_and_gap(module, now, before, states)
+    assert churn == pytest.approx(0.5)  # agent 0 flips (1 -> 0), agent 1 keeps action 1
+    assert gap == pytest.approx((0.5 + 0.1) / 2) and q_scale == pytest.approx(1.5)
 
 
 def test_message_use_mutual_information():

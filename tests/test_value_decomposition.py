@@ -321,6 +321,74 @@ def test_rollouts_respect_action_masks(name, build):
     assert_rollouts_respect_masks(algo.env_runner.sample(num_timesteps=200, explore=True))
 
 
+@pytest.mark.parametrize("name", ["QMIX", "DMIX-DA"])
+def test_reward_scale_scales_the_td_reward_only(name, build, monkeypatch):
+    """`reward_scale` multiplies the reward every TD loss sees (rows as built from replay, times the scale); the
+    env runners' returns stay the env's."""
+    algo = build(make_config(name, env=SMAX, env_config={"sight_range": 0.0}, reward_scale=10.0))
+    learner_cls = type(algo.learner_group._learner)
+    built, seen = [], []
+    rows_of, td = learner_cls._transition_rows, learner_cls.td_loss
+
+    def record_rows(module, batch):
+        rows = rows_of(module, batch)
+        built.append(rows.reward.clone())
+        return rows
+
+    def record_td(self, module, config, rows):
+        seen.append(rows.reward.clone())
+        return td(self, module, config, rows)
+
+    monkeypatch.setattr(learner_cls, "_transition_rows", staticmethod(record_rows))
+    monkeypatch.setattr(learner_cls, "td_loss", record_td)
+    results = [algo.train() for _ in range(4)]
+    assert seen and len(seen) == len(built)
+    assert any(bool((r != 0).any()) for r in built)  # some damage dealt, so the scale is visible
+    for raw, scaled in zip(built, seen):
+        torch.testing.assert_close(scaled, 10.0 * raw)
+    # The env runners' return is SMAX's own: damage fractions and the win bonus, at most 2 per battle.
+    assert results[-1]["env_runners"]["episode_return_mean"] <= 2.0 + 1e-6
+
+
+@pytest.mark.parametrize("name", ["QMIX", "DMIX"])
+def test_act_with_target_acts_with_the_polyak_agents(name, build, tmp_path):
+    """`act_with_target`: the env runners receive the target agents' weights as their acting net, the learner's own
+    greedy acting uses the target agents, and a checkpoint restores and acts with them."""
+    algo = build(make_config(name, env=SMAX, env_config={"sight_range": 0.0}, act_with_target=True, tau=0.05))
+    for _ in range(4):
+        algo.train()
+    full = learner_module(algo).unwrapped()
+    online, target = full.q_net.state_dict(), full._target_td_net.state_dict()
+    assert any(not torch.equal(online[k], target[k]) for k in online)  # the two copies differ after updates
+    er_state = env_runner_module(algo).state_dict()
+    for k, v in target.items():
+        torch.testing.assert_close(er_state[f"q_net.{k}"], v, msg=k)
+    assert full.acting_net is full._target_td_net
+
+    def greedy(module, net, obs):
+        x = module.agent_inputs(obs[OBS], obs[STATE])
+        return module.td_scores(net(x)).masked_fill(obs[ACTION_MASK] <= 0, -1e9).argmax(-1)
+
+    seqs = algo.sample_replay_transitions(64).policy_batches[MODULE_ID]
+    obs = {k: torch.as_tensor(np.asarray(seqs[Columns.OBS][k])) for k in (OBS, STATE, ACTION_MASK)}
+    with torch.no_grad():
+        acted = full.forward_inference({Columns.OBS: obs})[Columns.ACTIONS]
+        assert torch.equal(acted, greedy(full, full._target_td_net, obs))
+    path = str(tmp_path / "ckpt")
+    algo.save_to_path(path)
+    module, _ = load_team_module(path)
+    for k, v in target.items():
+        torch.testing.assert_close(module._target_td_net.state_dict()[k], v, msg=k)
+    with torch.no_grad():
+        assert torch.equal(module.forward_inference({Columns.OBS: obs})[Columns.ACTIONS], acted)
+
+
+def test_act_with_target_needs_a_base_algorithm():
+    config = VALUE_DECOMPOSITION["QMIX-DA"][1]().environment(SPREAD).training(act_with_target=True)
+    with pytest.raises(ValueError, match="act_with_target.*IGM-DA"):
+        config.validate()
+
+
 def test_non_finite_loss_raises(build, monkeypatch):
     algo = build(make_config("QMIX"))
     td = qmix_learner.td_loss
@@ -338,6 +406,9 @@ def test_non_finite_loss_raises(build, monkeypatch):
         ({"exploration": "softmax"}, "exploration"),
         ({"teach_loss": "kl"}, "teach_loss"),
         ({"teach_coef": 0}, "teach_coef"),
+        ({"reward_scale": 0}, "reward_scale"),
+        ({"act_with_target": 1}, "act_with_target"),
+        ({"reward_scale": True}, "reward_scale"),
         ({"replay_buffer_config": {"type": "PrioritizedEpisodeReplayBuffer"}}, "uniformly"),
         ({"igm_da": 1}, "igm_da"),
         ({"dagger_beta": 1.5}, "dagger_beta"),

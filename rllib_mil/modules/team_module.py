@@ -103,12 +103,17 @@ class TeamAgentModule(TorchRLModule):
     def zero_state(self, obs: torch.Tensor) -> torch.Tensor:
         return obs.new_zeros(obs.shape[0], self.n_agents, self.q_net.gru_hidden)  # (B, n, H)
 
+    @property
+    def acting_net(self) -> torch.nn.Module:
+        """The network that acts (env runners, greedy evaluation): ``q_net``; a subclass may act with another copy."""
+        return self.q_net
+
     def _rollout_q(self, batch: Dict[str, Any]) -> tuple[torch.Tensor, Dict[str, Any]]:
         """Scores of the env runners' batch (recurrent: (B, 1, n, d) with the carried state) and extra outputs."""
         obs = self.agent_inputs(batch[Columns.OBS][OBS], batch[Columns.OBS][STATE])
         if not self.use_gru:
-            return self.action_scores(self.q_net(obs)), {}
-        q, h = self.q_net(obs, batch[Columns.STATE_IN][GRU_STATE])  # (B, T, n, A), (B, n, H)
+            return self.action_scores(self.acting_net(obs)), {}
+        q, h = self.acting_net(obs, batch[Columns.STATE_IN][GRU_STATE])  # (B, T, n, A), (B, n, H)
         return self.action_scores(q), {Columns.STATE_OUT: {GRU_STATE: h}}
 
     def _exploration_q(self, batch: Dict[str, Any], t: int) -> tuple[torch.Tensor, Dict[str, Any]]:

@@ -67,6 +67,8 @@ class ValueDecompositionLearner(LastUpdateMetrics, FusedGradientStep, InPlacePol
     ) -> TensorType:
         module = self.module[module_id].unwrapped()
         rows = self._sequence_rows(module, batch) if config.use_gru else self._transition_rows(module, batch)
+        if config.reward_scale != 1.0:  # TD targets on the scaled reward (SMAC-like scale; see the config)
+            rows.reward = rows.reward * config.reward_scale
         loss, terms = self.td_loss(module, config, rows)
         metrics = {TD_LOSS: loss.detach(), **terms}
         if module.igm_da:

@@ -56,6 +56,11 @@ class ValueDecompositionModule(TeamAgentModule, TargetNetworkAPI, InferenceOnlyA
         self.beta_schedule = Scheduler(mc.get("dagger_beta") or 0.0, framework="torch") if self.igm_da else None
         # The env runners carry the expert agents' recurrent state only where they may act.
         self.expert_acts_recurrent = self.expert_gru and bool(mc.get("dagger_beta"))
+        # act_with_target: the target agents (polyak average of the acting agents) act. The full module builds its
+        # target copy here so that a checkpoint restores it and evaluation acts with it.
+        self.act_with_target = bool(mc.get("act_with_target", False)) and not self.igm_da
+        if self.act_with_target and not self.inference_only:
+            self.make_target_networks()
 
     # -- hooks of each algorithm ---------------------------------------------------------------------------
     def make_mixer(self) -> nn.Module:
@@ -109,6 +114,11 @@ class ValueDecompositionModule(TeamAgentModule, TargetNetworkAPI, InferenceOnlyA
         return self._target_mixer
 
     # -- acting (env runners) ------------------------------------------------------------------------------
+    @property
+    def acting_net(self) -> nn.Module:
+        # On the env runners (inference-only) q_net already holds the target agents' weights (get_state).
+        return self._target_td_net if self.act_with_target and not self.inference_only else self.q_net
+
     @override(RLModule)
     def get_initial_state(self) -> Dict[str, Any]:
         state = super().get_initial_state()
@@ -149,6 +159,17 @@ class ValueDecompositionModule(TeamAgentModule, TargetNetworkAPI, InferenceOnlyA
         return torch.where(use_expert, q_expert.to(q.dtype), q), out
 
     # -- APIs ----------------------------------------------------------------------------------------------
+    @override(RLModule)
+    def get_state(self, components=None, *, not_components=None, inference_only: bool = False, **kwargs):
+        state = super().get_state(components, not_components=not_components, inference_only=inference_only,
+                                  **kwargs)
+        if inference_only and self.act_with_target and not self.inference_only:
+            # What the env runners act with: the target agents' weights, under the acting net's names.
+            for key, value in self._target_td_net.state_dict().items():
+                if f"q_net.{key}" in state:
+                    state[f"q_net.{key}"] = value.detach().cpu().numpy()
+        return state
+
     @override(InferenceOnlyAPI)
     def get_non_inference_attributes(self) -> List[str]:
         mc = self.model_config
