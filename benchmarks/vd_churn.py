@@ -61,22 +61,26 @@ class GreedyQPolicy:
 
 
 def churn_and_gap(module, net_now, net_before, states):
-    """(fraction of live agent rows whose greedy action changed, median top-2 gap, median |top Q|)."""
+    """(fraction of live agent rows whose greedy action changed since ``net_before``, NaN without one; median top-2
+    gap; median |top Q|) of ``net_now`` over the recorded states."""
     import numpy as np
 
     changed, gaps, tops = [], [], []
-    now, before = GreedyQPolicy(module, net_now), GreedyQPolicy(module, net_before)
+    now = GreedyQPolicy(module, net_now)
+    before = GreedyQPolicy(module, net_before) if net_before is not None else None
     for o, s, mask in states:
         live = mask.sum(-1) > 1  # dead allies have one (no-op) action: no choice to churn
         if not live.any():
             continue
         q_now = np.where(mask > 0, now.q(o, s).numpy(), -np.inf)[live]
-        q_before = np.where(mask > 0, before.q(o, s).numpy(), -np.inf)[live]
-        changed.extend(q_now.argmax(-1) != q_before.argmax(-1))
+        if before is not None:
+            q_before = np.where(mask > 0, before.q(o, s).numpy(), -np.inf)[live]
+            changed.extend(q_now.argmax(-1) != q_before.argmax(-1))
         top2 = np.sort(q_now, -1)[:, -2:]
         gaps.extend(top2[:, 1] - top2[:, 0])
         tops.extend(np.abs(top2[:, 1]))
-    return float(np.mean(changed)), float(np.median(gaps)), float(np.median(tops))
+    churn = float(np.mean(changed)) if before is not None else float("nan")
+    return churn, float(np.median(gaps)), float(np.median(tops))
 
 
 def run_one(task, method, seed, args):
@@ -105,9 +109,8 @@ def run_one(task, method, seed, args):
             states = []
             ev = run_episodes(env, GreedyQPolicy(module, module.q_net, states), args.curve_episodes, 10_000)
             ev_t = run_episodes(env, GreedyQPolicy(module, module._target_td_net), args.curve_episodes, 10_000)
-            churn, gap, q_scale = (churn_and_gap(module, module.q_net, before, states) if before is not None
-                                   else (float("nan"),) + churn_and_gap(module, module.q_net, module.q_net, states)[1:])
-            churn_iter = churn_and_gap(module, module.q_net, last, states)[0] if last is not None else float("nan")
+            churn, gap, q_scale = churn_and_gap(module, module.q_net, before, states)
+            churn_iter = churn_and_gap(module, module.q_net, last, states)[0]
             before = copy.deepcopy(module.q_net)
             stats = res.get("learners", {}).get("default_policy", {})
             point = {"env_steps": int(steps), "win": ev.get("win_rate"), "win_target": ev_t.get("win_rate"),
