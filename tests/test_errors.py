@@ -119,6 +119,10 @@ def cases(tmp):
         ("target agents acting in IGM-DA mode", {"bad-input": {
             "run": "QMIX-DA", "env": "mpe/simple_spread", "stop": {"training_iteration": 1},
             "config": {"act_with_target": True, "num_env_runners": 0}}}, None, ["`act_with_target`", "QMIX"]),
+        ("learner-agent bootstrap without IGM-DA", {"bad-input": {
+            "run": "QMIX", "env": "mpe/simple_spread", "stop": {"training_iteration": 1},
+            "config": {"bootstrap_actions": "learner", "num_env_runners": 0}}}, None,
+         ["`bootstrap_actions: learner`", "QMIX-DA"]),
         ("noise level out of range (`rllib demos collect --epsilon`)", None,
          ["demos", "collect", "--env", "mpe/simple_spread", "--episodes", "1", "--epsilon", "1.5", "--out",
           str(tmp / "noisy.parquet")], ["epsilon must be a number in [0, 1]"]),

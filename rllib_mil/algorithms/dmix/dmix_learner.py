@@ -3,7 +3,7 @@ import torch
 from ray.rllib.utils.annotations import override
 
 from rllib_mil.algorithms.value_decomposition.vd_learner import Q_TOT_MEAN, TARGET_MEAN, TDRows, ValueDecompositionLearner
-from rllib_mil.algorithms.value_decomposition.vd_loss import gather_actions, next_actions, quantile_huber_loss, td_target
+from rllib_mil.algorithms.value_decomposition.vd_loss import gather_actions, quantile_huber_loss, td_target
 
 
 class DMIXTorchLearner(ValueDecompositionLearner):
@@ -12,8 +12,7 @@ class DMIXTorchLearner(ValueDecompositionLearner):
         z = module.quantiles(rows.out)  # (B, n, A·N) -> (B, n, A, N)
         z_tot = module.mixer(gather_actions(z, rows.actions), rows.state)  # (B, n, N) -> (B, N)
         with torch.no_grad():
-            a_next = next_actions(module.td_scores(rows.out_next), module.td_scores(rows.target_next),
-                                  rows.next_mask, config.double_q)  # (B, n), greedy in the means
+            a_next = self.bootstrap_actions(module, config, rows)  # (B, n), greedy in the means
             z_next = gather_actions(module.quantiles(rows.target_next), a_next)  # (B, n, N)
             y = td_target(rows.reward, rows.terminated, module.target_mixer(z_next, rows.next_state),
                           config.gamma)  # (B, N)

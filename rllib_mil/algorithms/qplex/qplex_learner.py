@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from ray.rllib.utils.annotations import override
 
 from rllib_mil.algorithms.value_decomposition.vd_learner import Q_TOT_MEAN, TARGET_MEAN, TDRows, ValueDecompositionLearner
-from rllib_mil.algorithms.value_decomposition.vd_loss import gather_actions, masked_max, next_actions, td_loss, td_target
+from rllib_mil.algorithms.value_decomposition.vd_loss import gather_actions, masked_max, td_loss, td_target
 
 
 class QPLEXTorchLearner(ValueDecompositionLearner):
@@ -16,7 +16,7 @@ class QPLEXTorchLearner(ValueDecompositionLearner):
                              v=masked_max(rows.out, rows.mask),  # (B, n)
                              actions=F.one_hot(rows.actions, A))  # (B, n, A)
         with torch.no_grad():
-            a_next = next_actions(rows.out_next, rows.target_next, rows.next_mask, config.double_q)  # (B, n)
+            a_next = self.bootstrap_actions(module, config, rows)  # (B, n)
             next_tot = module.target_mixer(gather_actions(rows.target_next, a_next), rows.next_state,
                                            v=masked_max(rows.target_next, rows.next_mask),
                                            actions=F.one_hot(a_next, A))  # (B,)

@@ -20,7 +20,7 @@ from typing_extensions import Self
 from rllib_mil.algorithms.imitation import TeamAlgorithm, TeamConfig
 from rllib_mil.algorithms.utils import set_provided
 from rllib_mil.data.team_replay import TEAM_REPLAY_BUFFER
-from rllib_mil.algorithms.value_decomposition.vd_loss import TEACH_LOSSES
+from rllib_mil.algorithms.value_decomposition.vd_loss import BOOTSTRAP_ACTIONS, TEACH_LOSSES
 
 
 class ValueDecompositionConfig(TeamConfig):
@@ -55,9 +55,16 @@ class ValueDecompositionConfig(TeamConfig):
         # actions; the learner agents act (DAgger) and are what evaluation measures.
         self.igm_da = False
         # Teach loss: "mse" = (q_learner - onehot(expert argmax))^2 over available actions (the authors' code),
-        # "ce" = cross-entropy to the expert's argmax. `teach_coef` weighs it against the TD loss.
+        # "ce" = cross-entropy to the expert's argmax, "q" = (q_learner - Q_expert)^2 (value distillation: over the
+        # states a local observation cannot tell apart the learner then takes the action of best expected expert
+        # value, not the expert's most frequent argmax; not in the paper). `teach_coef` weighs it against the TD loss.
         self.teach_loss = "mse"
         self.teach_coef = 1.0
+        # Whose greedy actions a* the TD target bootstraps with: "td" = the TD-trained agents' own (double Q; in
+        # IGM-DA mode the expert agents', the paper's form), "learner" = IGM-DA's learner agents' (the expert agents
+        # then evaluate the policy that actually acts instead of a global-state policy no local agent can carry
+        # out, and the teach loss is the improvement step; not in the paper).
+        self.bootstrap_actions = "td"
         # IGM-DA: probability that the expert agents (global state) play a battle's step instead of the learner
         # agents, a float or a schedule [[env_step, beta], ...] (classic DAgger's β-mixture, e.g. 1 -> 0). 0 = the
         # paper's IGM-DA, where only the learner agents collect.
@@ -100,6 +107,7 @@ class ValueDecompositionConfig(TeamConfig):
         igm_da: Optional[bool] = NotProvided,
         teach_loss: Optional[str] = NotProvided,
         teach_coef: Optional[float] = NotProvided,
+        bootstrap_actions: Optional[str] = NotProvided,
         dagger_beta=NotProvided,
         expert_gru: Optional[bool] = NotProvided,
         reward_scale: Optional[float] = NotProvided,
@@ -113,7 +121,7 @@ class ValueDecompositionConfig(TeamConfig):
             self, double_q=double_q, exploration=exploration, epsilon=epsilon, rollout_alpha=rollout_alpha,
             mixer_embed_dim=mixer_embed_dim, hypernet_hidden=hypernet_hidden, tau=tau,
             target_network_update_freq=target_network_update_freq, act_with_target=act_with_target, igm_da=igm_da,
-            teach_loss=teach_loss, teach_coef=teach_coef, dagger_beta=dagger_beta, expert_gru=expert_gru,
+            teach_loss=teach_loss, teach_coef=teach_coef, bootstrap_actions=bootstrap_actions, dagger_beta=dagger_beta, expert_gru=expert_gru,
             reward_scale=reward_scale,
             num_steps_sampled_before_learning_starts=num_steps_sampled_before_learning_starts,
         )
@@ -136,6 +144,11 @@ class ValueDecompositionConfig(TeamConfig):
                 self._value_error(f"`{name}` must be True or False, got {getattr(self, name)!r}.")
         if self.teach_loss not in TEACH_LOSSES:
             self._value_error(f"`teach_loss` must be one of {TEACH_LOSSES}, got {self.teach_loss!r}.")
+        if self.bootstrap_actions not in BOOTSTRAP_ACTIONS:
+            self._value_error(f"`bootstrap_actions` must be one of {BOOTSTRAP_ACTIONS}, got {self.bootstrap_actions!r}.")
+        if self.bootstrap_actions == "learner" and not self.igm_da:
+            self._value_error("`bootstrap_actions: learner` bootstraps with IGM-DA's learner agents; it needs "
+                              "igm_da=True (a -DA algorithm such as QMIX-DA). Remove it or use the -DA algorithm.")
         if isinstance(self.reward_scale, bool) or not (isinstance(self.reward_scale, (int, float))
                                                          and self.reward_scale > 0):
             self._value_error(f"`reward_scale` must be a number > 0, got {self.reward_scale!r}.")

@@ -17,10 +17,11 @@ from ray.rllib.utils.annotations import override
 from ray.rllib.utils.typing import ModuleID, TensorType
 
 from rllib_mil.algorithms.utils import FusedGradientStep, InPlacePolyak, LastUpdateMetrics, raise_if_not_finite
-from rllib_mil.algorithms.value_decomposition.vd_loss import teach_loss
+from rllib_mil.algorithms.value_decomposition.vd_loss import next_actions, teach_loss
 from rllib_mil.data.sequences import (
     SEQ_ACTIONS, SEQ_MASK, SEQ_OBS, SEQ_REWARDS, SEQ_STATE, SEQ_TERMINATED, SEQ_VALID)
 from rllib_mil.envs.contract import ACTION_MASK, OBS, STATE
+from rllib_mil.modules.soft import greedy_actions
 
 # Metric keys (TensorBoard: learners/default_policy/<key>).
 TD_LOSS = "td_loss"
@@ -49,6 +50,8 @@ class TDRows:
     out_next: torch.Tensor  # (B, n, td_out) TD net on (o', S'), no gradient (double-Q action choice)
     target_next: torch.Tensor  # (B, n, td_out) target TD net on (o', S')
     q_acting: Optional[torch.Tensor]  # (B, n, A) the acting (learner) agents' scores, IGM-DA only
+    # (B, n, A) the learner agents' scores on o', no gradient: IGM-DA with bootstrap_actions="learner" only
+    learner_next: Optional[torch.Tensor] = None
 
 
 class ValueDecompositionLearner(LastUpdateMetrics, FusedGradientStep, InPlacePolyak, DQNLearner, TorchLearner):
@@ -61,12 +64,24 @@ class ValueDecompositionLearner(LastUpdateMetrics, FusedGradientStep, InPlacePol
         """(TD loss, logged terms incl. ``Q_TOT_MEAN`` and ``TARGET_MEAN``) of one algorithm."""
         raise NotImplementedError
 
+    @staticmethod
+    def bootstrap_actions(module, config, rows: TDRows) -> torch.Tensor:
+        """a* of the TD target, ``(B, n)``: the learner agents' greedy actions on o' where they are given
+        (``bootstrap_actions="learner"``: the TD agents then evaluate the policy that acts), else the TD agents' own
+        greedy actions (double Q: chosen by the online net, evaluated by the target)."""
+        if rows.learner_next is not None:
+            return greedy_actions(rows.learner_next, rows.next_mask)
+        return next_actions(module.td_scores(rows.out_next), module.td_scores(rows.target_next), rows.next_mask,
+                            config.double_q)
+
     @override(TorchLearner)
     def compute_loss_for_module(
         self, *, module_id: ModuleID, config, batch: Dict[str, Any], fwd_out: Dict[str, TensorType]
     ) -> TensorType:
         module = self.module[module_id].unwrapped()
-        rows = self._sequence_rows(module, batch) if config.use_gru else self._transition_rows(module, batch)
+        learner_next = module.igm_da and config.bootstrap_actions == "learner"
+        rows = (self._sequence_rows(module, batch, learner_next) if config.use_gru
+                else self._transition_rows(module, batch, learner_next))
         if config.reward_scale != 1.0:  # TD targets on the scaled reward (SMAC-like scale; see the config)
             rows.reward = rows.reward * config.reward_scale
         loss, terms = self.td_loss(module, config, rows)
@@ -86,12 +101,13 @@ class ValueDecompositionLearner(LastUpdateMetrics, FusedGradientStep, InPlacePol
         return loss
 
     @staticmethod
-    def _transition_rows(module, batch) -> TDRows:
+    def _transition_rows(module, batch, learner_next: bool = False) -> TDRows:
         """Replay transitions (the DQN learner connector adds NEXT_OBS)."""
         o, o2 = batch[Columns.OBS], batch[Columns.NEXT_OBS]
         with torch.no_grad():
             out_next = module.td_values(o2[OBS], o2[STATE])  # (B, n, td_out)
             target_next = module.target_td_values(o2[OBS], o2[STATE])  # (B, n, td_out)
+            q_learner_next = module.q_values(module.agent_inputs(o2[OBS], o2[STATE])) if learner_next else None
         return TDRows(
             obs=o[OBS], state=o[STATE], mask=o[ACTION_MASK],
             next_obs=o2[OBS], next_state=o2[STATE], next_mask=o2[ACTION_MASK],
@@ -102,10 +118,11 @@ class ValueDecompositionLearner(LastUpdateMetrics, FusedGradientStep, InPlacePol
             out_next=out_next,
             target_next=target_next,
             q_acting=module.q_values(module.agent_inputs(o[OBS], o[STATE])) if module.igm_da else None,
+            learner_next=q_learner_next,
         )
 
     @staticmethod
-    def _sequence_rows(module, batch) -> TDRows:
+    def _sequence_rows(module, batch, learner_next: bool = False) -> TDRows:
         """Recurrent agents: whole replay episodes in the padded layout of rllib_mil/data/sequences.py, each net run
         over o_0 .. o_L from the zero state; the real steps become rows (padding never reaches the loss)."""
         obs, state, mask = batch[SEQ_OBS], batch[SEQ_STATE], batch[SEQ_MASK]  # (B, T+1, ...)
@@ -113,9 +130,10 @@ class ValueDecompositionLearner(LastUpdateMetrics, FusedGradientStep, InPlacePol
         out_all = module.td_values(obs, state)  # (B, T+1, n, td_out), one pass over o_0 .. o_T
         with torch.no_grad():
             target_all = module.target_td_values(obs, state)  # (B, T+1, n, td_out)
-        q_acting = None
+        q_acting = q_all = None
         if module.igm_da:
-            q_acting = module.q_values(module.agent_inputs(obs, state))[:, :-1][valid]  # (N, n, A)
+            q_all = module.q_values(module.agent_inputs(obs, state))  # (B, T+1, n, A)
+            q_acting = q_all[:, :-1][valid]  # (N, n, A)
 
         def now(x):  # (B, T+1, ...) -> (N, ...): step t of each real step
             return x[:, :-1][valid]
@@ -133,4 +151,5 @@ class ValueDecompositionLearner(LastUpdateMetrics, FusedGradientStep, InPlacePol
             out_next=nxt(out_all).detach(),
             target_next=nxt(target_all),
             q_acting=q_acting,
+            learner_next=nxt(q_all).detach() if learner_next else None,
         )

@@ -6,7 +6,11 @@
     quantile loss     L_QR = QR-DQN's quantile Huber loss between Z_tot(S, a) and r + γ(1 − d)·Z_tot^target(S', a*)  (DMIX)
     teach loss (DA)   L_T  = mean over agents and available actions (q_i(τ_i, ·) − onehot(argmax Q_i^E(s_i, ·)))²
                              (IGM-DA's supervised step, eq. 10–11: the local q converges to the average of the
-                             expert's greedy indicator over the states that look alike), or the cross-entropy.
+                             expert's greedy indicator over the states that look alike), or the cross-entropy,
+                      or "q": mean over agents and available actions (q_i(τ_i, ·) − Q_i^E(s_i, ·))² (value
+                             distillation: q converges to E[Q_i^E | τ_i], so the learner's greedy action is the one with
+                             the best expected expert value over the states that look alike, not the expert's most
+                             frequent greedy action there).
 """
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ import torch.nn.functional as F
 
 from rllib_mil.modules.soft import greedy_actions, masked_q
 
-TEACH_LOSSES = ("mse", "ce")
+TEACH_LOSSES = ("mse", "ce", "q")
+BOOTSTRAP_ACTIONS = ("td", "learner")  # whose greedy actions the TD target bootstraps with (ValueDecompositionConfig)
 
 
 def td_target(reward: torch.Tensor, terminated: torch.Tensor, next_tot: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -74,7 +79,8 @@ def teach_loss(q_learner: torch.Tensor, q_expert: torch.Tensor, mask: torch.Tens
     expert agents' greedy action (``q_expert (B, n, A)``, global state, no gradient), under ``mask (B, n, A)``.
 
     "mse" (the authors' code): mean over available entries of (q − onehot(a^E))²; unavailable actions contribute
-    nothing. "ce": mean over agent rows of −log softmax(q over available actions)(a^E).
+    nothing. "ce": mean over agent rows of −log softmax(q over available actions)(a^E). "q": mean over available
+    entries of (q − Q^E)², the expert's values themselves (not in the paper; see the module docstring).
     Returns (loss, agreement): the fraction of agent rows where the learner's greedy action is the expert's.
     """
     if kind not in TEACH_LOSSES:
@@ -84,9 +90,10 @@ def teach_loss(q_learner: torch.Tensor, q_expert: torch.Tensor, mask: torch.Tens
                          f"mask {tuple(mask.shape)} must match")
     a_e = greedy_actions(q_expert.detach(), mask)  # (B, n)
     avail = (mask > 0).to(q_learner.dtype)  # (B, n, A)
-    if kind == "mse":
-        onehot = F.one_hot(a_e, q_learner.shape[-1]).to(q_learner.dtype)  # (B, n, A)
-        loss = ((q_learner - onehot).pow(2) * avail).sum() / avail.sum().clamp(min=1.0)
+    if kind in ("mse", "q"):
+        goal = (F.one_hot(a_e, q_learner.shape[-1]).to(q_learner.dtype) if kind == "mse"
+                else q_expert.detach())  # (B, n, A)
+        loss = ((q_learner - goal).pow(2) * avail).sum() / avail.sum().clamp(min=1.0)
     else:
         logp = torch.log_softmax(masked_q(q_learner, mask), dim=-1)  # (B, n, A)
         loss = -logp.gather(-1, a_e.unsqueeze(-1)).mean()
