@@ -421,6 +421,32 @@ def test_bootstrap_actions_learner_bootstraps_with_the_learner_agents(name, buil
     assert any(not torch.equal(used, expert) for used, _, expert in seen)
 
 
+def test_bootstrap_actions_learner_with_recurrent_agents(build, monkeypatch):
+    """With `use_gru`, the learner agents' next-step scores come from their GRU run over the whole replay episode
+    (step t + 1 of the same pass), and the TD target bootstraps with their greedy actions."""
+    from rllib_mil.data.sequences import SEQ_OBS, SEQ_STATE, SEQ_VALID
+
+    algo = build(make_config("QMIX-DA", env=SMAX, env_config={"sight_range": 0.0}, use_gru=True,
+                             bootstrap_actions="learner", train_batch_size_per_learner=4, hidden=[32], gru_hidden=32))
+    learner_cls = type(algo.learner_group._learner)
+    rows_of, checked = learner_cls._sequence_rows, []
+
+    def record_rows(module, batch, learner_next=False):
+        rows = rows_of(module, batch, learner_next)
+        valid = batch[SEQ_VALID] > 0  # (B, T)
+        with torch.no_grad():
+            q_all = module.q_values(module.agent_inputs(batch[SEQ_OBS], batch[SEQ_STATE]))  # (B, T+1, n, A)
+        torch.testing.assert_close(rows.learner_next, q_all[:, 1:][valid])
+        checked.append(rows.learner_next.shape)
+        return rows
+
+    monkeypatch.setattr(learner_cls, "_sequence_rows", staticmethod(record_rows))
+    for _ in range(4):
+        result = algo.train()
+    assert checked and all(len(shape) == 3 for shape in checked)  # (N, n, A)
+    assert math.isfinite(float(result["learners"][MODULE_ID]["td_loss"]))
+
+
 def test_bootstrap_actions_learner_needs_igm_da():
     config = VALUE_DECOMPOSITION["QMIX"][1]().environment(SPREAD).training(bootstrap_actions="learner")
     with pytest.raises(ValueError, match="bootstrap_actions.*igm_da"):
