@@ -121,8 +121,8 @@ class ValueDecompositionConfig(TeamConfig):
             self, double_q=double_q, exploration=exploration, epsilon=epsilon, rollout_alpha=rollout_alpha,
             mixer_embed_dim=mixer_embed_dim, hypernet_hidden=hypernet_hidden, tau=tau,
             target_network_update_freq=target_network_update_freq, act_with_target=act_with_target, igm_da=igm_da,
-            teach_loss=teach_loss, teach_coef=teach_coef, bootstrap_actions=bootstrap_actions, dagger_beta=dagger_beta, expert_gru=expert_gru,
-            reward_scale=reward_scale,
+            teach_loss=teach_loss, teach_coef=teach_coef, bootstrap_actions=bootstrap_actions, dagger_beta=dagger_beta,
+            expert_gru=expert_gru, reward_scale=reward_scale,
             num_steps_sampled_before_learning_starts=num_steps_sampled_before_learning_starts,
         )
         self.update_replay_buffer_config(replay_buffer_config)
@@ -145,7 +145,8 @@ class ValueDecompositionConfig(TeamConfig):
         if self.teach_loss not in TEACH_LOSSES:
             self._value_error(f"`teach_loss` must be one of {TEACH_LOSSES}, got {self.teach_loss!r}.")
         if self.bootstrap_actions not in BOOTSTRAP_ACTIONS:
-            self._value_error(f"`bootstrap_actions` must be one of {BOOTSTRAP_ACTIONS}, got {self.bootstrap_actions!r}.")
+            self._value_error(f"`bootstrap_actions` must be one of {BOOTSTRAP_ACTIONS}, "
+                              f"got {self.bootstrap_actions!r}.")
         if self.bootstrap_actions == "learner" and not self.igm_da:
             self._value_error("`bootstrap_actions: learner` bootstraps with IGM-DA's learner agents; it needs "
                               "igm_da=True (a -DA algorithm such as QMIX-DA). Remove it or use the -DA algorithm.")

@@ -8,9 +8,9 @@
                              (IGM-DA's supervised step, eq. 10–11: the local q converges to the average of the
                              expert's greedy indicator over the states that look alike), or the cross-entropy,
                       or "q": mean over agents and available actions (q_i(τ_i, ·) − Q_i^E(s_i, ·))² (value
-                             distillation: q converges to E[Q_i^E | τ_i], so the learner's greedy action is the one with
-                             the best expected expert value over the states that look alike, not the expert's most
-                             frequent greedy action there).
+                             distillation: q converges to E[Q_i^E | τ_i], so the learner's greedy action is the one
+                             with the best expected expert value over the states that look alike, not the expert's
+                             most frequent greedy action there).
 """
 from __future__ import annotations
 
@@ -90,12 +90,11 @@ def teach_loss(q_learner: torch.Tensor, q_expert: torch.Tensor, mask: torch.Tens
                          f"mask {tuple(mask.shape)} must match")
     a_e = greedy_actions(q_expert.detach(), mask)  # (B, n)
     avail = (mask > 0).to(q_learner.dtype)  # (B, n, A)
-    if kind in ("mse", "q"):
-        goal = (F.one_hot(a_e, q_learner.shape[-1]).to(q_learner.dtype) if kind == "mse"
-                else q_expert.detach())  # (B, n, A)
-        loss = ((q_learner - goal).pow(2) * avail).sum() / avail.sum().clamp(min=1.0)
-    else:
+    if kind == "ce":
         logp = torch.log_softmax(masked_q(q_learner, mask), dim=-1)  # (B, n, A)
         loss = -logp.gather(-1, a_e.unsqueeze(-1)).mean()
+    else:  # squared error on the available entries, towards the expert's one-hot argmax ("mse") or its values ("q")
+        goal = F.one_hot(a_e, q_learner.shape[-1]).to(q_learner.dtype) if kind == "mse" else q_expert.detach()
+        loss = ((q_learner - goal).pow(2) * avail).sum() / avail.sum().clamp(min=1.0)  # goal: (B, n, A)
     agreement = (greedy_actions(q_learner.detach(), mask) == a_e).to(q_learner.dtype).mean()
     return loss, agreement
