@@ -436,7 +436,14 @@ def test_offline_mode_samples_nothing_and_has_no_replay_buffer(name, build):
                                             ({"prior_weight": 0}, "prior_weight"),
                                             ({"prior_net": "own"}, "prior_net"),
                                             ({"prior_net": "separate", "policy_prior": None}, "prior_net"),
-                                            ({"prior_net": "separate", "use_gru": True}, "prior_net")])
+                                            ({"prior_net": "separate", "use_gru": True}, "prior_net"),
+                                            ({"prior_training": "never"}, "prior_training"),
+                                            ({"prior_training": "warm_start", "pretrain_offline_updates": 10},
+                                             "prior_training"),
+                                            ({"prior_training": "warm_start", "prior_net": "separate",
+                                              "pretrain_offline_updates": 0}, "prior_training"),
+                                            ({"prior_training": "warm_start", "prior_net": "separate",
+                                              "pretrain_offline_updates": 10, "offline": True}, "prior_training")])
 def test_bad_iq_options_fail_validation(settings, match):
     _, config_cls = ALGORITHMS["MIFQ"]
     with pytest.raises(ValueError, match=match):
@@ -537,6 +544,33 @@ def test_separate_prior_net_shares_no_weights_with_q(build):
     q, logits = moved[..., :n_actions], moved[..., n_actions:]
     want = greedy_actions(q + module.prior_scale * torch.log_softmax(logits, dim=-1), batch[Columns.OBS][ACTION_MASK])
     torch.testing.assert_close(module.forward_inference(batch)[Columns.ACTIONS], want)
+
+
+def test_prior_training_warm_start_fixes_the_prior_after_the_warm_start(build):
+    """prior_training="warm_start": the separate prior tower trains in the warm start's expert-only updates and not
+    in the online updates after it (replay rows in the loss), while the Q tower keeps training; the prior's NLL is
+    still logged. The default trains it always."""
+    assert MIFQConfig().prior_training == "always"
+    algo = build(make_config("MIFQ", prior_net="separate", prior_training="warm_start", pretrain_offline_updates=20,
+                             lr=3e-3))
+
+    def towers():
+        w = learner_weights(algo)
+        return ({k: np.array(v, copy=True) for k, v in w.items() if k.startswith("q_net.second.")},
+                {k: np.array(v, copy=True) for k, v in w.items() if k.startswith("q_net.first.")})
+
+    prior0, _ = towers()
+    assert prior0
+    warm = algo.train()
+    assert warm["num_offline_updates_lifetime"] == 20 and warm["num_env_steps_sampled_lifetime"] == 0
+    prior1, q1 = towers()
+    assert state_differs(prior1, prior0)  # trained in the warm start
+    online = [algo.train() for _ in range(LEARNING_STARTS // FRAGMENT + 2)]
+    stats = online[-1]["learners"][MODULE_ID]
+    assert float(stats["replay_rows"]) == TRAIN_BATCH and np.isfinite(float(stats["prior_nll"]))
+    prior2, q2 = towers()
+    assert_state_equal(prior2, prior1)  # fixed in the online updates
+    assert state_differs(q2, q1)
 
 
 @pytest.mark.parametrize("name", ALGO_NAMES)

@@ -123,6 +123,8 @@ def cases(tmp):
             "run": "QMIX", "env": "mpe/simple_spread", "stop": {"training_iteration": 1},
             "config": {"bootstrap_actions": "learner", "num_env_runners": 0}}}, None,
          ["`bootstrap_actions: learner`", "QMIX-DA"]),
+        ("MIFQ prior fixed after the warm start on the shared head", exp(prior_training="warm_start"), None,
+         ["`prior_training='warm_start'`", "prior_net='separate'"]),
         ("noise level out of range (`rllib demos collect --epsilon`)", None,
          ["demos", "collect", "--env", "mpe/simple_spread", "--episodes", "1", "--epsilon", "1.5", "--out",
           str(tmp / "noisy.parquet")], ["epsilon must be a number in [0, 1]"]),

@@ -183,6 +183,37 @@ def test_reward_oracle_trains_on_the_env_reward(ray_session):
     assert np.isfinite(demo_reward).all()
 
 
+def test_policy_parts_read_the_policy_the_prior_and_q(build):
+    """benchmarks/mifq_policy_parts.py: with Q's output layer zeroed the policy acts as the prior alone, with the
+    prior's zeroed it acts as Q alone; the module's own action_scores is restored after each reading."""
+    import torch
+
+    from rllib_mil.algorithms.mifq import MIFQConfig
+    from rllib_mil.envs import make_team_env
+
+    greedy_return = _benchmark_script("mifq_policy_parts").greedy_return
+    algo = build(MIFQConfig().environment("mpe/simple_spread")
+                 .training(expert_data={"expert": "scripted", "episodes": 2, "seed": 0}, prior_net="separate",
+                           pretrain_offline_updates=0)
+                 .env_runners(num_env_runners=0).debugging(seed=0))
+    module, env = algo.get_module(), make_team_env("mpe/simple_spread")
+    scores = type(module).action_scores
+    readings = lambda: {part: greedy_return(env, module, part, 2, 7) for part in ("policy", "prior", "q")}  # noqa: E731
+    first = readings()
+    assert type(module).action_scores is scores and len(set(first.values())) > 1  # three different policies
+    towers = module.q_net.first, module.q_net.second
+    for zeroed, same_as in ((towers[0], "prior"), (towers[1], "q")):
+        last = list(zeroed.modules())[-1]  # the tower's output layer
+        with torch.no_grad():
+            saved = [p.clone() for p in last.parameters()]
+            for p in last.parameters():
+                p.zero_()
+            got = readings()
+            for p, v in zip(last.parameters(), saved):
+                p.copy_(v)
+        assert got["policy"] == got[same_as], (zeroed, got)
+
+
 def test_spread_gap_splits_the_env_reward():
     """benchmarks/spread_gap.py: approach + stopping (distance) and the collision pairs add up to the env's own team
     return, episode by episode (mpe2 simple_spread, local_ratio 0.5: each colliding pair costs 1/n per step)."""

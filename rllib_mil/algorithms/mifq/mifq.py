@@ -37,6 +37,8 @@ CHI2_REPLAY = (True, False, "state")
 POLICY_PRIORS = (None, "bc")
 # Where the policy prior's logits come from (MIFQConfig.prior_net).
 PRIOR_NETS = ("shared", "separate")
+# When the policy prior trains (MIFQConfig.prior_training).
+PRIOR_TRAINING = ("always", "warm_start")
 # Fewest warm-start updates (MIFQConfig.pretrain_offline_updates) per training iteration.
 WARM_START_CHUNK = 500
 
@@ -129,6 +131,11 @@ class MIFQConfig(ImitationConfig):
         # losses), "separate" = their own network of the same size, trained by the behaviour-cloning loss alone
         # (feed-forward agents only).
         self.prior_net = "shared"
+        # When the prior trains: "always" = in every update; "warm_start" = only in the offline warm-start updates
+        # (pretrain_offline_updates), then it stays fixed, so the online phase is soft-Q learning KL-regularised
+        # towards a fixed behaviour-cloning policy and long runs cannot over-fit the prior to a few demonstrations
+        # (needs prior_net="separate": a shared trunk would keep moving it; README "Online MIFQ", eighth round).
+        self.prior_training = "always"
         # Weight of IQ-Learn's gradient penalty on observations interpolated between expert and replay rows,
         # E[(|grad_o sum_a Q_i(o, a)| - 1)^2] (0 = off; online only).
         self.grad_penalty = 0.0
@@ -197,6 +204,7 @@ class MIFQConfig(ImitationConfig):
         policy_prior: Optional[str] = NotProvided,
         prior_weight: Optional[float] = NotProvided,
         prior_net: Optional[str] = NotProvided,
+        prior_training: Optional[str] = NotProvided,
         num_steps_sampled_before_learning_starts: Optional[int] = NotProvided,
         replay_buffer_config: Optional[dict] = NotProvided,
         **kwargs,
@@ -231,6 +239,7 @@ class MIFQConfig(ImitationConfig):
             policy_prior=policy_prior,
             prior_weight=prior_weight,
             prior_net=prior_net,
+            prior_training=prior_training,
             num_steps_sampled_before_learning_starts=num_steps_sampled_before_learning_starts,
         )
         self.update_replay_buffer_config(replay_buffer_config)
@@ -302,6 +311,13 @@ class MIFQConfig(ImitationConfig):
         if self.prior_net == "separate" and (self.policy_prior != "bc" or self.use_gru):
             self._value_error("`prior_net='separate'` needs policy_prior='bc' and use_gru=False (a feed-forward "
                               "prior net); set prior_net='shared'.")
+        if self.prior_training not in PRIOR_TRAINING:
+            self._value_error(f"`prior_training` must be one of {PRIOR_TRAINING}, got {self.prior_training!r}.")
+        if self.prior_training == "warm_start" and (self.prior_net != "separate" or self.offline
+                                                    or not self.pretrain_offline_updates):
+            self._value_error("`prior_training='warm_start'` fixes the prior after the offline warm start: it needs "
+                              "prior_net='separate' (a shared trunk would keep moving the prior), "
+                              "pretrain_offline_updates > 0 and offline=False; or set prior_training='always'.")
         if not self.alpha > 0:
             self._value_error(f"`alpha` (soft-value temperature) must be > 0, got {self.alpha}.")
         self.validate_episode_replay()

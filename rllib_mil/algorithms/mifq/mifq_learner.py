@@ -54,6 +54,8 @@ class MIFQTorchLearner(LastUpdateMetrics, FusedGradientStep, InPlacePolyak, Expe
     def build(self) -> None:
         super().build()
         self.build_expert_data()
+        # Per module, the ids of a prior tower that the current update must not move (prior_training="warm_start").
+        self._fixed_prior: Dict[ModuleID, list] = {}
         logger.info("MIFQ learner: %d expert transitions on %s", len(self._expert), self._device)
 
     @classmethod
@@ -75,6 +77,19 @@ class MIFQTorchLearner(LastUpdateMetrics, FusedGradientStep, InPlacePolyak, Expe
                                 lr_or_lr_schedule=config.lr)
         self.register_optimizer(module_id=module_id, optimizer_name=MIXER_OPTIMIZER,
                                 optimizer=torch.optim.Adam(mixer), params=mixer, lr_or_lr_schedule=config.mixer_lr)
+
+    @override(TorchLearner)
+    def compute_gradients(self, loss_per_module, **kwargs):
+        fixed = {i for ids in self._fixed_prior.values() for i in ids}
+        self._fixed_prior = {}
+        grads = super().compute_gradients(loss_per_module, **kwargs)
+        if fixed:
+            # A fixed prior tower (prior_training="warm_start") gets zero gradients through the slice of the two
+            # towers' output, which Adam's momentum would still turn into steps: no gradient at all instead.
+            for pid, p in self._params.items():
+                if id(p) in fixed:
+                    grads[pid] = p.grad = None
+        return grads
 
     @override(TorchLearner)
     def compute_loss_for_module(
@@ -145,9 +160,14 @@ class MIFQTorchLearner(LastUpdateMetrics, FusedGradientStep, InPlacePolyak, Expe
             loss = loss + config.grad_penalty * gp
             terms = {**terms, GRAD_PENALTY: gp.detach(), "loss": loss.detach()}
         if prior_logits is not None:
-            # The prior π0 = softmax(logits) is behaviour cloning on the expert rows (temperature 1).
+            # The prior π0 = softmax(logits) is behaviour cloning on the expert rows (temperature 1). With
+            # prior_training="warm_start" it trains only in updates without replay rows (the warm start's) and is
+            # fixed afterwards; its NLL is still logged.
             prior_nll = bc_term(prior_logits[:n_e], actions[:n_e], mask[:n_e], 1.0)
-            loss = loss + prior_nll
+            if config.prior_training == "always" or n_r == 0:
+                loss = loss + prior_nll
+            else:
+                self._fixed_prior[module_id] = [id(p) for p in module.q_net.second.parameters()]
             terms = {**terms, PRIOR_NLL: prior_nll.detach(), "loss": loss.detach()}
         extra_loss, extra_terms = self.extra_loss(module, config, batch, rows, q_taken, v_next)
         if extra_loss is not None:
