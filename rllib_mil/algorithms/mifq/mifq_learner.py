@@ -54,8 +54,6 @@ class MIFQTorchLearner(LastUpdateMetrics, FusedGradientStep, InPlacePolyak, Expe
     def build(self) -> None:
         super().build()
         self.build_expert_data()
-        # Per module, the ids of a prior tower that the current update must not move (prior_training="warm_start").
-        self._fixed_prior: Dict[ModuleID, list] = {}
         logger.info("MIFQ learner: %d expert transitions on %s", len(self._expert), self._device)
 
     @classmethod
@@ -79,23 +77,17 @@ class MIFQTorchLearner(LastUpdateMetrics, FusedGradientStep, InPlacePolyak, Expe
                                 optimizer=torch.optim.Adam(mixer), params=mixer, lr_or_lr_schedule=config.mixer_lr)
 
     @override(TorchLearner)
-    def compute_gradients(self, loss_per_module, **kwargs):
-        fixed = {i for ids in self._fixed_prior.values() for i in ids}
-        self._fixed_prior = {}
-        grads = super().compute_gradients(loss_per_module, **kwargs)
-        if fixed:
-            # A fixed prior tower (prior_training="warm_start") gets zero gradients through the slice of the two
-            # towers' output, which Adam's momentum would still turn into steps: no gradient at all instead.
-            for pid, p in self._params.items():
-                if id(p) in fixed:
-                    grads[pid] = p.grad = None
-        return grads
-
-    @override(TorchLearner)
     def compute_loss_for_module(
         self, *, module_id: ModuleID, config, batch: Dict[str, Any], fwd_out: Dict[str, TensorType]
     ) -> TensorType:
         module = self.module[module_id].unwrapped()
+        # The prior trains in every update, or (prior_training="warm_start") only in the warm start's expert-only ones.
+        train_prior = config.prior_training == "always" or EXPERT_ONLY in batch
+        if config.prior_training == "warm_start":
+            # Out of autograd while fixed (its own tower, prior_net="separate"): otherwise the slice of the two towers'
+            # output hands it zero gradients, which Adam's momentum still turns into steps, and a backward pass.
+            for p in module.q_net.second.parameters():
+                p.requires_grad_(train_prior)
         rows = self.loss_rows(module, config, batch,
                               online_next=config.value_next == "online" and config.use_target_network)
         mask, n_e, n_r = rows.mask, rows.n_e, rows.n_r
@@ -164,10 +156,8 @@ class MIFQTorchLearner(LastUpdateMetrics, FusedGradientStep, InPlacePolyak, Expe
             # prior_training="warm_start" it trains only in updates without replay rows (the warm start's) and is
             # fixed afterwards; its NLL is still logged.
             prior_nll = bc_term(prior_logits[:n_e], actions[:n_e], mask[:n_e], 1.0)
-            if config.prior_training == "always" or n_r == 0:
+            if train_prior:
                 loss = loss + prior_nll
-            else:
-                self._fixed_prior[module_id] = [id(p) for p in module.q_net.second.parameters()]
             terms = {**terms, PRIOR_NLL: prior_nll.detach(), "loss": loss.detach()}
         extra_loss, extra_terms = self.extra_loss(module, config, batch, rows, q_taken, v_next)
         if extra_loss is not None:
